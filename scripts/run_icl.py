@@ -1,0 +1,38 @@
+"""Rule run_icl: score one model x task x shots x seed cell; write samples log and metadata."""
+from iclab.rulelog import route_to_log
+
+sm = snakemake  # noqa: F821 (provided by Snakemake)
+log = route_to_log(sm)
+
+from pathlib import Path
+
+from transformers import AutoTokenizer
+
+from iclab.io import read_json, sha256_file, write_json, write_table
+from iclab.models import HeadLayout
+from iclab.provenance import machine, package_versions
+from iclab.runtime import create_runtime
+from iclab.scoring import score_examples
+from iclab.tasks import build_examples
+
+runtime_cfg, task_cfg = sm.params.runtime, sm.params.task_settings
+card = read_json(sm.input.card)
+layout = HeadLayout(card["layers"], card["heads"], card["head_dim"])
+tokenizer = AutoTokenizer.from_pretrained(Path(sm.input.card).parent)
+
+shots, seed = int(sm.wildcards.shots), int(sm.wildcards.seed)
+examples = build_examples(sm.wildcards.task, task_cfg["n_test"], shots, seed)
+runtime = create_runtime(sm.input.onnx, runtime_cfg["provider"], sm.threads, runtime_cfg["fp16"])
+samples = score_examples(runtime, tokenizer, examples, layout, runtime_cfg["token_budget"],
+                         runtime_cfg["max_batch"])
+samples.insert(0, "model", sm.wildcards.model)
+write_table(sm.output.samples, samples)
+write_json(sm.output.meta, {
+    "model": sm.wildcards.model, "task": sm.wildcards.task, "shots": shots, "seed": seed,
+    "n_examples": len(samples), "accuracy": float(samples["correct"].mean()),
+    "provider": runtime.provider, "fp16": runtime.fp16, "provider_requested": runtime_cfg["provider"],
+    "model_sha256": card["sha256"], "onnx_sha256": sha256_file(sm.input.onnx),
+    "config_sha256": sm.params.config_hash, "packages": package_versions(), "machine": machine(),
+})
+log.info("%s %s shots=%d seed=%d: accuracy %.4f on %s", sm.wildcards.model, sm.wildcards.task,
+         shots, seed, samples["correct"].mean(), runtime.provider)

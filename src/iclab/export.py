@@ -1,0 +1,141 @@
+"""ONNX export of a causal LM with a per-head mask input and log-probs at chosen positions only."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from iclab.heads import head_mask_applied
+from iclab.models import head_layout
+
+log = logging.getLogger(__name__)
+
+INPUT_NAMES = ["input_ids", "attention_mask", "head_mask", "target_pos"]
+OUTPUT_NAMES = ["logprobs"]
+
+
+class TargetLogProbs(nn.Module):
+    """`(input_ids[B,T], attention_mask[B,T], head_mask[B,L,H], target_pos[B,K]) -> logprobs[B,K,V]`.
+
+    The LM head runs on the K gathered positions only, not on all T.
+    """
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask, head_mask, target_pos):
+        with head_mask_applied(self.model, head_mask):
+            hidden = self.model.base_model(
+                input_ids=input_ids, attention_mask=attention_mask, use_cache=False,
+            ).last_hidden_state  # [B, T, D]
+        index = target_pos.unsqueeze(-1).expand(-1, -1, hidden.shape[-1])
+        at_targets = torch.gather(hidden, 1, index)  # [B, K, D]
+        logits = self.model.get_output_embeddings()(at_targets)
+        return torch.log_softmax(logits.float(), dim=-1)
+
+
+def example_inputs(model: nn.Module, batch: int = 2, length: int = 12, k: int = 3):
+    """Dummy tensors with distinct B, T and K so the exporter keeps them symbolic."""
+    layout = head_layout(model.config)
+    generator = torch.Generator().manual_seed(0)
+    input_ids = torch.randint(3, model.config.vocab_size, (batch, length), generator=generator)
+    attention_mask = torch.ones(batch, length, dtype=torch.int64)
+    attention_mask[-1, length - 3:] = 0
+    head_mask = torch.ones(batch, layout.n_layers, layout.n_heads)
+    target_pos = torch.arange(k).repeat(batch, 1) + 2
+    return input_ids, attention_mask, head_mask, target_pos
+
+
+def export_onnx(model: nn.Module, path: Path, opset: int = 18) -> Path:
+    """Export `TargetLogProbs(model)` with dynamic batch, length and target count."""
+    from torch.export import Dim
+
+    wrapper = TargetLogProbs(model).eval()
+    batch, length, k = Dim("batch"), Dim("length"), Dim("k")
+    dynamic_shapes = {
+        "input_ids": {0: batch, 1: length},
+        "attention_mask": {0: batch, 1: length},
+        "head_mask": {0: batch},
+        "target_pos": {0: batch, 1: k},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad():
+        program = torch.onnx.export(
+            wrapper, example_inputs(model), dynamo=True, opset_version=opset,
+            input_names=INPUT_NAMES, output_names=OUTPUT_NAMES, dynamic_shapes=dynamic_shapes,
+            external_data=False, verbose=False)
+    program.save(str(path), external_data=False)
+    return path
+
+
+def torch_logprobs(model: nn.Module, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    """Reference log-probs from PyTorch eager for the same feeds the ONNX graph gets."""
+    wrapper = TargetLogProbs(model).eval()
+    with torch.no_grad():
+        out = wrapper(*(torch.from_numpy(feeds[name]) for name in INPUT_NAMES))
+    return out.numpy()
+
+
+def hf_logprobs(model: nn.Module, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    """Log-probs from the untouched transformers forward (no wrapper, no hooks)."""
+    with torch.no_grad():
+        logits = model(input_ids=torch.from_numpy(feeds["input_ids"]),
+                       attention_mask=torch.from_numpy(feeds["attention_mask"])).logits
+    logprobs = torch.log_softmax(logits.float(), dim=-1)
+    index = torch.from_numpy(feeds["target_pos"]).unsqueeze(-1).expand(-1, -1, logprobs.shape[-1])
+    return torch.gather(logprobs, 1, index).numpy()
+
+
+def parity_check(model: nn.Module, tokenizer, onnx_path: Path, prompts: list[tuple[str, str]],
+                 threads: int, tolerance: float) -> dict:
+    """Compare ONNX log-probs with PyTorch on real prompts, unablated and with one head ablated.
+
+    Unablated ONNX is compared with the untouched transformers forward; ablated ONNX with the
+    hooked PyTorch model. Also records that the ablation moved its own row and no other.
+    """
+    from iclab.runtime import create_runtime
+    from iclab.scoring import batch_feeds, encode, full_head_mask
+
+    layout = head_layout(model.config)
+    encoded = [encode(tokenizer, prompt, target) for prompt, target in prompts]
+    positions = [list(range(len(e.prompt_ids) - 1, len(e.input_ids))) for e in encoded]
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    feeds = batch_feeds([e.input_ids for e in encoded], positions, pad_id,
+                        full_head_mask(len(encoded), layout))
+    # Only positions that are real targets of their row count (padding repeats the last one).
+    valid = np.zeros(feeds["target_pos"].shape, dtype=bool)
+    for row, pos in enumerate(positions):
+        valid[row, : len(pos)] = True
+
+    runtime = create_runtime(onnx_path, "cpu", threads)
+    onnx_full = runtime.run(feeds)
+    reference_full = hf_logprobs(model, feeds)
+
+    ablated_layer, ablated_head = layout.n_layers // 2, 0
+    ablated = dict(feeds, head_mask=feeds["head_mask"].copy())
+    ablated["head_mask"][0, ablated_layer, ablated_head] = 0.0
+    onnx_ablated = runtime.run(ablated)
+    reference_ablated = torch_logprobs(model, ablated)
+
+    def max_diff(a: np.ndarray, b: np.ndarray, rows=slice(None)) -> float:
+        return float(np.abs(a - b)[rows][valid[rows]].max())
+
+    report = {
+        "tolerance": tolerance,
+        "examples": len(prompts),
+        "max_abs_diff_unablated": max_diff(onnx_full, reference_full),
+        "max_abs_diff_ablated": max_diff(onnx_ablated, reference_ablated),
+        "ablated_head": {"row": 0, "layer": ablated_layer, "head": ablated_head},
+        "ablation_effect_own_row": max_diff(onnx_ablated, onnx_full, slice(0, 1)),
+        "ablation_effect_other_rows": (max_diff(onnx_ablated, onnx_full, slice(1, None))
+                                       if len(prompts) > 1 else 0.0),
+        "provider": runtime.provider,
+    }
+    report["passed"] = bool(report["max_abs_diff_unablated"] <= tolerance
+                            and report["max_abs_diff_ablated"] <= tolerance)
+    return report

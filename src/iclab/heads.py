@@ -1,0 +1,48 @@
+"""Per-head masking at the output projection's input (TransformerLens' `hook_z`).
+
+transformers v5 has no `head_mask` argument, so a forward pre-hook on each layer's output
+projection (Llama `o_proj`, GPT-2 `c_proj`) multiplies head h of layer l by
+`head_mask[batch, l, h]`. Zero removes the head for that batch row only.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+import torch
+from torch import nn
+
+from iclab.models import head_layout
+
+
+def output_projections(model: nn.Module) -> list[nn.Module]:
+    """The per-layer attention output projections, in layer order."""
+    base = model.base_model
+    if hasattr(base, "layers"):  # Llama family (Llama, Mistral, Qwen2, SmolLM2, ...)
+        return [layer.self_attn.o_proj for layer in base.layers]
+    if hasattr(base, "h"):  # GPT-2
+        return [block.attn.c_proj for block in base.h]
+    raise TypeError(f"no known attention output projection in {type(model).__name__}")
+
+
+@contextmanager
+def head_mask_applied(model: nn.Module, head_mask: torch.Tensor) -> Iterator[None]:
+    """Within the block, scale each head's output `hook_z` by `head_mask[batch, layer, head]`."""
+    layout = head_layout(model.config)
+    projections = output_projections(model)
+    handles = []
+    for layer, proj in enumerate(projections):
+        def scale(module, args, layer=layer):
+            hook_z = args[0]  # [batch, pos, heads * head_dim]
+            batch, pos, _ = hook_z.shape
+            per_head = hook_z.view(batch, pos, layout.n_heads, layout.head_dim)
+            mask = head_mask[:, layer].to(hook_z.dtype)[:, None, :, None]
+            return ((per_head * mask).view(batch, pos, -1),) + tuple(args[1:])
+
+        handles.append(proj.register_forward_pre_hook(scale))
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()

@@ -1,0 +1,114 @@
+"""onnxruntime sessions that say which execution provider they really use, and batched runs."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+PROVIDERS = {"cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
+
+
+class ProviderError(RuntimeError):
+    """The requested execution provider cannot be had."""
+
+
+@dataclass
+class Runtime:
+    """An inference session plus the provider it actually runs on (read back, never assumed)."""
+
+    session: "object"
+    provider: str  # "CUDAExecutionProvider" or "CPUExecutionProvider"
+    fp16: bool
+
+    @property
+    def device(self) -> str:
+        return "cuda" if self.provider == PROVIDERS["cuda"] else "cpu"
+
+    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        """Run the graph through IOBinding (inputs copied to the device once, output bound there)."""
+        import onnxruntime as ort
+
+        binding = self.session.io_binding()
+        for name, array in feeds.items():
+            value = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(array), self.device, 0)
+            binding.bind_ortvalue_input(name, value)
+        binding.bind_output("logprobs", self.device)
+        self.session.run_with_iobinding(binding)
+        return binding.copy_outputs_to_cpu()[0]
+
+
+def check_provider_request(provider: str, fp16: bool) -> None:
+    """Fail early on settings that cannot work, before any model is loaded."""
+    if provider not in ("auto", "cuda", "cpu"):
+        raise ProviderError(f"runtime.provider must be auto, cuda or cpu, not {provider!r}")
+    if fp16 and provider == "cpu":
+        raise ProviderError("runtime.fp16 needs the CUDA provider; set provider: cuda or auto")
+
+
+def create_runtime(onnx_path: str | Path, provider: str = "auto", threads: int = 1,
+                   fp16: bool = False) -> Runtime:
+    """Open `onnx_path` on the requested provider and read back what onnxruntime really chose.
+
+    onnxruntime-gpu lists CUDA as available even without a GPU and then silently falls back to
+    CPU; we detect that: `cuda` becomes an error, `auto` records the CPU provider.
+    """
+    import onnxruntime as ort
+
+    check_provider_request(provider, fp16)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = max(1, int(threads))
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    want_cuda = provider == "cuda" or (
+        provider == "auto" and PROVIDERS["cuda"] in ort.get_available_providers())
+    providers = [PROVIDERS["cuda"], PROVIDERS["cpu"]] if want_cuda else [PROVIDERS["cpu"]]
+    if provider == "auto":
+        ort.set_default_logger_severity(3)  # a CUDA-less fallback is expected here and recorded
+    if provider == "cuda" and PROVIDERS["cuda"] not in ort.get_available_providers():
+        raise ProviderError(
+            "provider: cuda was requested but this onnxruntime build has no CUDA provider "
+            f"(available: {ort.get_available_providers()}); install onnxruntime-gpu")
+    model_bytes = _load_graph(onnx_path, fp16)
+    session = ort.InferenceSession(model_bytes, sess_options=options, providers=providers)
+    used = session.get_providers()[0]
+    if provider == "cuda" and used != PROVIDERS["cuda"]:
+        raise ProviderError(
+            "provider: cuda was requested but onnxruntime could not create the CUDA provider "
+            f"(session uses {session.get_providers()}); check the GPU, driver and CUDA/cuDNN "
+            "libraries, or set provider: cpu")
+    if fp16 and used != PROVIDERS["cuda"]:
+        raise ProviderError(f"runtime.fp16 needs CUDA, but the session runs on {used}")
+    log.info("onnxruntime session on %s (requested %s, fp16=%s)", used, provider, fp16)
+    return Runtime(session=session, provider=used, fp16=fp16)
+
+
+def _load_graph(onnx_path: str | Path, fp16: bool) -> bytes:
+    """Serialized graph; with fp16, weights and compute in half precision, inputs/outputs kept."""
+    path = Path(onnx_path)
+    if not path.exists():
+        raise FileNotFoundError(f"ONNX graph not found: {path}")
+    if not fp16:
+        return path.read_bytes()
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = convert_float_to_float16(onnx.load(str(path)), keep_io_types=True)
+    return model.SerializeToString()
+
+
+def length_sorted_batches(lengths: Sequence[int], token_budget: int,
+                          max_batch: int) -> Iterator[np.ndarray]:
+    """Indices grouped longest-first so that `rows * longest <= token_budget` (padding stays low)."""
+    order = np.argsort(-np.asarray(lengths), kind="stable")
+    start = 0
+    while start < len(order):
+        longest = lengths[order[start]]
+        rows = max(1, min(max_batch, token_budget // max(1, longest)))
+        yield order[start:start + rows]
+        start += rows

@@ -1,0 +1,40 @@
+"""Shared fixtures: tiny random models (no download) and their exported ONNX graphs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from iclab.export import export_onnx
+from iclab.models import char_tokenizer, random_model
+
+REPO = Path(__file__).resolve().parents[1]
+ARCHS = ["llama", "gpt2"]
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    return char_tokenizer()
+
+
+@pytest.fixture(scope="session", params=ARCHS)
+def tiny(request, tokenizer, tmp_path_factory):
+    """(arch, model, onnx_path) for a tiny random model of each architecture."""
+    torch.set_num_threads(2)
+    model = random_model(request.param, seed=0, n_layers=2, n_heads=4, hidden_size=64,
+                         vocab_size=len(tokenizer))
+    model.config._attn_implementation = "eager"
+    path = tmp_path_factory.mktemp(f"onnx-{request.param}") / "model.onnx"
+    export_onnx(model, path)
+    return request.param, model, path
+
+
+@pytest.fixture(scope="session")
+def cache_dir() -> Path:
+    """Where slow tests keep downloaded/converted real models between runs."""
+    path = Path(os.environ.get("ICLAB_TEST_CACHE", REPO / "resources" / "test-cache"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,89 @@
+"""Config validation: schema errors name the bad key; semantic checks fail before heavy work."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+
+import pytest
+import yaml
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+from iclab.configcheck import ConfigError, check_config
+
+from conftest import REPO
+
+SCHEMA = str(REPO / "workflow" / "schemas" / "config.schema.yaml")
+
+
+def load(name: str = "test.yaml") -> dict:
+    return yaml.safe_load((REPO / "config" / name).read_text())
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "test.yaml"])
+def test_shipped_configs_validate_and_get_defaults(name):
+    config = load(name)
+    validate(config, SCHEMA, set_default=True)
+    check_config(config)
+    assert config["runtime"]["token_budget"] == config["runtime"].get("token_budget", 8192)
+    assert config["export"]["parity_tolerance"] > 0
+    assert config["seeds"]
+
+
+def test_defaults_filled_in():
+    config = {"models": [{"name": "m", "source": "random", "arch": "llama"}],
+              "tasks": {"copy": {}}}
+    validate(config, SCHEMA, set_default=True)
+    assert config["runtime"]["provider"] == "auto"
+    assert config["tasks"]["copy"]["shots"] == [5]
+    assert config["models"][0]["n_layers"] == 2
+
+
+@pytest.mark.parametrize("mutate,key", [
+    (lambda c: c.update(bogus=1), "bogus"),
+    (lambda c: c["runtime"].update(provider="tpu"), "tpu"),
+    (lambda c: c["runtime"].update(token_budget="lots"), "lots"),
+    (lambda c: c["tasks"]["copy"].update(shots=[-1]), "-1"),
+    (lambda c: c["tasks"].update(translate={}), "translate"),
+    (lambda c: c["models"][0].update(source="s3"), "s3"),
+    (lambda c: c["models"][0].pop("arch"), "arch"),
+    (lambda c: c["models"][0].update(colour="red"), "colour"),
+])
+def test_schema_errors_name_the_problem(mutate, key):
+    config = copy.deepcopy(load())
+    mutate(config)
+    with pytest.raises(WorkflowError, match=key):
+        validate(config, SCHEMA, set_default=True)
+
+
+def test_duplicate_model_names():
+    config = load()
+    config["models"].append(dict(config["models"][0]))
+    validate(config, SCHEMA, set_default=True)
+    with pytest.raises(ConfigError, match="duplicate model name"):
+        check_config(config)
+
+
+def test_shots_larger_than_pool():
+    config = load()
+    config["tasks"]["copy"]["shots"] = [2, 7000]
+    validate(config, SCHEMA, set_default=True)
+    with pytest.raises(ConfigError, match=r"tasks.copy.shots: \[7000\]"):
+        check_config(config)
+
+
+def test_bad_config_fails_at_parse_time(tmp_path):
+    """Through snakemake itself: the run stops before any job, with the key in the message."""
+    config = load()
+    config["runtime"]["provider"] = "tpu"
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(config))
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile", str(path),
+         "--directory", str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert "tpu" in proc.stderr + proc.stdout
+    assert not (tmp_path / "resources").exists()

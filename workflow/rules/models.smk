@@ -1,0 +1,15 @@
+rule acquire_model:
+    """Fetch a model from its declared source; save safetensors, tokenizer and a card."""
+    output:
+        card="resources/models/{model}/model.json",
+    params:
+        spec=lambda wc: MODELS[wc.model],
+    log:
+        "logs/acquire_model/{model}.log",
+    threads: 2
+    resources:
+        mem_mb=6000,
+    conda:
+        "../../envs/models.yaml"
+    script:
+        "../../scripts/acquire_model.py"
