@@ -6,6 +6,7 @@ a tokenizer and a `model.json` card, so later rules never care where a model cam
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
@@ -136,6 +137,7 @@ def load_hf(model_id: str, revision: str | None, trust_remote_code: bool):
     """Load a hub id or local directory; safetensors only, never pickles."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
     local = Path(model_id).expanduser()
     looks_local = model_id.startswith((".", "/", "~")) or local.exists()
     if looks_local and not (local / "config.json").exists():
@@ -144,10 +146,10 @@ def load_hf(model_id: str, revision: str | None, trust_remote_code: bool):
     try:
         tokenizer = AutoTokenizer.from_pretrained(
             str(local) if looks_local else model_id, revision=revision,
-            trust_remote_code=trust_remote_code)
+            trust_remote_code=trust_remote_code, local_files_only=offline)
         model = AutoModelForCausalLM.from_pretrained(
             str(local) if looks_local else model_id, revision=revision, use_safetensors=True,
-            trust_remote_code=trust_remote_code)
+            trust_remote_code=trust_remote_code, local_files_only=offline)
     except OSError as err:
         raise ModelSourceError(
             f"could not load Hugging Face model {model_id!r}: {err}. Without network access the "

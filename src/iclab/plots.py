@@ -37,12 +37,12 @@ def copy_accuracy(table: pd.DataFrame, png: str | Path, pdf: str | Path) -> None
         ax.errorbar(frame["shots"], frame["accuracy"],
                     yerr=[frame["accuracy"] - frame["ci_low"], frame["ci_high"] - frame["accuracy"]],
                     marker="o", capsize=3, color=color, label=f"{model} (n={frame['n'].iloc[0]})")
-    for (label, value), style in zip(COPY_REFERENCE.items(), ["--", ":"]):
-        ax.axhline(value, color="0.35", linestyle=style, linewidth=1)
-        ax.plot([table["shots"].max()], [value], marker="*", color="0.35", markersize=9,
+    for (label, value), marker in zip(COPY_REFERENCE.items(), ["*", "D"]):
+        ax.axhline(value, color="0.6", linestyle=":", linewidth=1)
+        ax.plot([5], [value], marker=marker, color="0.3", markersize=8, fillstyle="none",
                 linestyle="none", label=f"{label} (reported, 5-shot): {value:.2%}")
     ax.set(xlabel="demonstrations (shots)", ylabel="exact-match accuracy", ylim=(0, 1.05),
            title="Copy task: 5 letters from a–h")
-    ax.set_xticks(sorted(table["shots"].unique()))
+    ax.set_xticks(sorted(set(table["shots"]) | {5}))
     ax.legend(fontsize=7, loc="lower right")
     save_figure(fig, png, pdf)

@@ -69,13 +69,17 @@ def create_runtime(onnx_path: str | Path, provider: str = "auto", threads: int =
         provider == "auto" and PROVIDERS["cuda"] in ort.get_available_providers())
     providers = [PROVIDERS["cuda"], PROVIDERS["cpu"]] if want_cuda else [PROVIDERS["cpu"]]
     if provider == "auto":
-        ort.set_default_logger_severity(3)  # a CUDA-less fallback is expected here and recorded
+        # A CUDA-less fallback is expected here and recorded below, not an error to print.
+        ort.set_default_logger_severity(4)
     if provider == "cuda" and PROVIDERS["cuda"] not in ort.get_available_providers():
         raise ProviderError(
             "provider: cuda was requested but this onnxruntime build has no CUDA provider "
             f"(available: {ort.get_available_providers()}); install onnxruntime-gpu")
     model_bytes = _load_graph(onnx_path, fp16)
-    session = ort.InferenceSession(model_bytes, sess_options=options, providers=providers)
+    try:
+        session = ort.InferenceSession(model_bytes, sess_options=options, providers=providers)
+    finally:
+        ort.set_default_logger_severity(2)
     used = session.get_providers()[0]
     if provider == "cuda" and used != PROVIDERS["cuda"]:
         raise ProviderError(

@@ -93,7 +93,8 @@ def teacher_forced(runtime: Runtime, encoded: Sequence[Encoded], layout: HeadLay
 
 def greedy_decode(runtime: Runtime, tokenizer, prompts: Sequence[list[int]], layout: HeadLayout,
                   max_new_tokens: int | Sequence[int], token_budget: int, max_batch: int,
-                  stop: str = "\n", prefixes: Sequence[list[int]] | None = None) -> list[str]:
+                  stop: str = "\n", prefixes: Sequence[list[int]] | None = None,
+                  progress: bool = False) -> list[str]:
     """Greedy continuations (no KV cache: a full pass per token), cut at the first `stop`.
 
     `max_new_tokens` is one limit for all prompts or one per prompt. `prefixes` are tokens
@@ -109,7 +110,10 @@ def greedy_decode(runtime: Runtime, tokenizer, prompts: Sequence[list[int]], lay
         return stop not in tokenizer.decode(generated[i]) and len(generated[i]) < limits[i]
 
     active = [i for i in range(len(prompts)) if unfinished(i)]
+    steps = tqdm(total=max(limits, default=0), desc="greedy decode", mininterval=5,
+                 disable=not progress)
     while active:
+        steps.update(1)
         lengths = [len(prompts[i]) + len(generated[i]) for i in active]
         still_active = []
         for rows in length_sorted_batches(lengths, token_budget, max_batch):
@@ -123,6 +127,7 @@ def greedy_decode(runtime: Runtime, tokenizer, prompts: Sequence[list[int]], lay
                 if unfinished(i):
                     still_active.append(i)
         active = sorted(still_active)
+    steps.close()
     return [tokenizer.decode(g).split(stop)[0] for g in generated]
 
 
@@ -158,7 +163,8 @@ def score_examples(runtime: Runtime, tokenizer, examples: Sequence[Example], lay
         max_new = [len(encoded[i].target_ids) + extra_tokens for i in wrong]
         known = [_greedy_prefix(encoded[i].target_ids, scored.at[i, "argmax_ids"]) for i in wrong]
         decoded = greedy_decode(runtime, tokenizer, [encoded[i].prompt_ids for i in wrong], layout,
-                                max_new, token_budget, max_batch, prefixes=known)
+                                max_new, token_budget, max_batch, prefixes=known,
+                                progress=progress)
         for i, text in zip(wrong, decoded):
             predictions[i] = text.strip()
     return pd.DataFrame({
