@@ -15,6 +15,8 @@ include: "workflow/rules/models.smk"
 include: "workflow/rules/export.smk"
 include: "workflow/rules/inference.smk"
 include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/ablation.smk"
+include: "workflow/rules/figures.smk"
 
 
 rule all:

@@ -1,4 +1,4 @@
-"""Rule aggregate_accuracy: samples logs -> one accuracy row per model x task x shots x seed."""
+"""Rule aggregate_accuracy: samples logs -> accuracy tables and paired differences."""
 from iclab.rulelog import route_to_log
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
@@ -7,9 +7,11 @@ log = route_to_log(sm)
 import pandas as pd
 
 from iclab.io import write_table
-from iclab.metrics import accuracy_table
+from iclab.metrics import accuracy_table, paired_differences
 
 samples = pd.concat([pd.read_parquet(path) for path in sm.input.samples], ignore_index=True)
-table = accuracy_table(samples, ["model", "task", "shots", "seed"])
+table = accuracy_table(samples, ["model", "task", "variant", "shots"])
 write_table(sm.output.table, table)
+write_table(sm.output.by_seed, accuracy_table(samples, ["model", "task", "variant", "shots", "seed"]))
+write_table(sm.output.differences, paired_differences(samples))
 log.info("\n%s", table.to_string())

@@ -21,18 +21,21 @@ layout = HeadLayout(card["layers"], card["heads"], card["head_dim"])
 tokenizer = AutoTokenizer.from_pretrained(Path(sm.input.card).parent)
 
 shots, seed = int(sm.wildcards.shots), int(sm.wildcards.seed)
-examples = build_examples(sm.wildcards.task, task_cfg["n_test"], shots, seed)
+examples = build_examples(sm.wildcards.task, task_cfg["n_test"], shots, seed,
+                          variant=sm.wildcards.variant, settings=task_cfg)
 runtime = create_runtime(sm.input.onnx, runtime_cfg["provider"], sm.threads, runtime_cfg["fp16"])
 samples = score_examples(runtime, tokenizer, examples, layout, runtime_cfg["token_budget"],
-                         runtime_cfg["max_batch"])
+                         runtime_cfg["max_batch"], temperature=task_cfg["temperature"])
 samples.insert(0, "model", sm.wildcards.model)
 write_table(sm.output.samples, samples)
 write_json(sm.output.meta, {
-    "model": sm.wildcards.model, "task": sm.wildcards.task, "shots": shots, "seed": seed,
+    "model": sm.wildcards.model, "task": sm.wildcards.task, "variant": sm.wildcards.variant,
+    "shots": shots, "seed": seed,
     "n_examples": len(samples), "accuracy": float(samples["correct"].mean()),
     "provider": runtime.provider, "fp16": runtime.fp16, "provider_requested": runtime_cfg["provider"],
     "model_sha256": card["sha256"], "onnx_sha256": sha256_file(sm.input.onnx),
     "config_sha256": sm.params.config_hash, "packages": package_versions(), "machine": machine(),
 })
-log.info("%s %s shots=%d seed=%d: accuracy %.4f on %s", sm.wildcards.model, sm.wildcards.task,
-         shots, seed, samples["correct"].mean(), runtime.provider)
+log.info("%s %s/%s shots=%d seed=%d: accuracy %.4f on %s", sm.wildcards.model,
+         sm.wildcards.task, sm.wildcards.variant, shots, seed, samples["correct"].mean(),
+         runtime.provider)

@@ -46,7 +46,7 @@ def test_defaults_filled_in():
     (lambda c: c["runtime"].update(provider="tpu"), "tpu"),
     (lambda c: c["runtime"].update(token_budget="lots"), "lots"),
     (lambda c: c["tasks"]["copy"].update(shots=[-1]), "-1"),
-    (lambda c: c["tasks"].update(translate={}), "translate"),
+    (lambda c: c["tasks"]["copy"].update(shot=[1]), "shot"),
     (lambda c: c["models"][0].update(source="s3"), "s3"),
     (lambda c: c["models"][0].pop("arch"), "arch"),
     (lambda c: c["models"][0].update(colour="red"), "colour"),
@@ -71,6 +71,31 @@ def test_shots_larger_than_pool():
     config["tasks"]["copy"]["shots"] = [2, 7000]
     validate(config, SCHEMA, set_default=True)
     with pytest.raises(ConfigError, match=r"tasks.copy.shots: \[7000\]"):
+        check_config(config)
+
+
+@pytest.mark.parametrize("tasks,message", [
+    ({"translate": {}}, "tasks.translate: unknown task 'translate'"),
+    ({"remap": {"variants": ["colours"]}}, r"tasks.remap.variants: unknown variant\(s\) \['colours'\]"),
+    ({"mine": {"type": "custom"}}, "needs path"),
+    ({"mine": {"type": "custom", "path": "/nonexistent.jsonl"}}, "custom task file not found"),
+    ({"remap": {"shots": [49]}}, r"tasks.remap.shots: \[49\] larger than the demonstration pool \(48"),
+])
+def test_task_checks(tasks, message):
+    config = load()
+    config["tasks"] = tasks
+    validate(config, SCHEMA, set_default=True)
+    with pytest.raises(ConfigError, match=message):
+        check_config(config)
+
+
+def test_malformed_custom_jsonl_is_caught_before_any_job(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"input": "a", "output": "b"}\n{"input": "c"}\n')
+    config = load()
+    config["tasks"] = {"mine": {"type": "custom", "path": str(bad)}}
+    validate(config, SCHEMA, set_default=True)
+    with pytest.raises(ConfigError, match=r"bad.jsonl:2: missing or empty string field 'output'"):
         check_config(config)
 
 

@@ -37,3 +37,44 @@ def test_accuracy_table_groups_and_counts():
     assert table.loc[1, "mean_gold_logprob"] == pytest.approx(-2.0)
     assert table.loc[5, "ci_high"] == pytest.approx(1.0)
     assert table.loc[1, "ci_low"] < 2 / 3 < table.loc[1, "ci_high"]
+
+
+from iclab.metrics import bootstrap_difference, paired_differences  # noqa: E402
+from iclab.scoring import contrastive_loss  # noqa: E402
+
+
+def test_contrastive_loss_seed_001_example():
+    """Scores -1.0 and -0.5 positive, -2.0 negative, tau = 1, by hand."""
+    denominator = math.exp(-1.0) + math.exp(-0.5) + math.exp(-2.0)
+    by_hand = -0.5 * (math.log(math.exp(-1.0) / denominator) + math.log(math.exp(-0.5) / denominator))
+    assert contrastive_loss([-1.0, -0.5, -2.0], [True, True, False], 1.0) == pytest.approx(by_hand)
+    assert by_hand == pytest.approx(0.85413, abs=1e-5)
+    # A lower temperature sharpens: the loss of a top-scored single positive falls.
+    assert contrastive_loss([-0.5, -2.0], [True, False], 0.1) < contrastive_loss([-0.5, -2.0], [True, False], 1.0)
+    with pytest.raises(ValueError):
+        contrastive_loss([-1.0], [False])
+
+
+def test_bootstrap_difference_is_seeded_and_brackets_the_estimate():
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    a = rng.random(200) < 0.7
+    b = rng.random(200) < 0.5
+    first = bootstrap_difference(a, b)
+    assert first == bootstrap_difference(a, b)
+    diff, low, high = first
+    assert diff == pytest.approx(a.mean() - b.mean())
+    assert low < diff < high and high - low < 0.3
+    assert bootstrap_difference([1, 1, 1], [0, 0, 0]) == (1.0, 1.0, 1.0)
+
+
+def test_paired_differences_pairs_by_item():
+    samples = pd.DataFrame({
+        "model": "m", "task": "t", "variant": "default", "seed": 0,
+        "item": [1, 2, 3, 1, 2, 3], "shots": [0, 0, 0, 4, 4, 4],
+        "correct": [False, False, True, True, True, True]})
+    diffs = paired_differences(samples)
+    row = diffs.iloc[0]
+    assert (row["comparison"], row["a"], row["b"], row["n_pairs"]) == ("shots", "4", "0", 3)
+    assert row["difference"] == pytest.approx(2 / 3)

@@ -28,8 +28,15 @@ def test_greedy_decode_matches_generate(tiny, tokenizer):
     prompts = [tokenizer(e.prompt).input_ids for e in examples]
     ours = greedy_decode(runtime, tokenizer, prompts, head_layout(model.config), 6, 4096, 8,
                          stop="\x00never")
-    for ex, text in zip(examples, ours):
-        assert text == tokenizer.decode(hf_greedy(model, tokenizer, ex.prompt, 6))
+    want = [hf_greedy(model, tokenizer, ex.prompt, 6) for ex in examples]
+    for text, tokens in zip(ours, want):
+        assert text == tokenizer.decode(tokens)
+    # Known prefixes and wrong first guesses must not change the result (Jacobi fixed point).
+    rng = np.random.default_rng(0)
+    guesses = [rng.integers(3, len(tokenizer), size=4).tolist() for _ in examples]
+    resumed = greedy_decode(runtime, tokenizer, prompts, head_layout(model.config), 6, 4096, 8,
+                            stop="\x00never", prefixes=[t[:2] for t in want], guesses=guesses)
+    assert resumed == ours
 
 
 def test_teacher_forced_correct_equals_generate(tiny, tokenizer):
@@ -81,3 +88,28 @@ def test_tokenization_must_split_at_the_prompt(tokenizer):
     enc = encode(tokenizer, "Output:", " a, b")
     assert tokenizer.decode(enc.target_ids) == " a, b"
     assert np.array_equal(enc.input_ids, enc.prompt_ids + enc.target_ids[:-1])
+
+
+def test_candidate_scores_match_pytorch(tiny, tokenizer):
+    """Every candidate's log P(" label" | prompt) equals a direct PyTorch computation."""
+    _, model, path = tiny
+    runtime = create_runtime(path, "cpu", 1)
+    examples = build_examples("remap", 3, 3, seed=0, variant="symbols")
+    rows = score_examples(runtime, tokenizer, examples, head_layout(model.config), 4096, 8,
+                          temperature=0.5, progress=False)
+    for ex, row in zip(examples, rows.itertuples()):
+        for choice, score in zip(ex.choices, row.choice_logprobs):
+            enc = encode(tokenizer, ex.prompt, f" {choice}")
+            with torch.no_grad():
+                logits = model(torch.tensor([enc.prompt_ids + enc.target_ids])).logits[0]
+            lp = torch.log_softmax(logits, -1)
+            p = len(enc.prompt_ids)
+            want = sum(lp[p - 1 + j, t].item() for j, t in enumerate(enc.target_ids))
+            assert score == pytest.approx(want, abs=1e-3)
+        assert row.choice_prediction == ex.choices[int(np.argmax(row.choice_logprobs))]
+        assert row.choice_correct == (row.choice_prediction == ex.y)
+        gold = row.choice_logprobs[ex.choices.index(ex.y)]
+        assert row.gold_logprob == pytest.approx(gold)
+        scaled = np.asarray(row.choice_logprobs) / 0.5
+        assert row.contrastive_loss == pytest.approx(
+            -(scaled[ex.choices.index(ex.y)] - np.log(np.exp(scaled).sum())), abs=1e-6)

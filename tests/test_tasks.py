@@ -9,10 +9,9 @@ from iclab.tasks import TaskError, build_examples, copy_items
 
 def test_copy_has_all_ordered_selections():
     items = copy_items()
-    assert len(items) == 6720 == len({x for x, _ in items})
-    x, y = items[0]
-    assert x == y == "a, b, c, d, e"
-    assert all(len(set(x.split(", "))) == 5 for x, _ in items)
+    assert len(items) == 6720 == len({it.x for it in items})
+    assert items[0].x == items[0].y == "a, b, c, d, e"
+    assert all(len(set(it.x.split(", "))) == 5 and it.x == it.y for it in items)
 
 
 def test_copy_examples_are_deterministic_and_seeded():
@@ -54,3 +53,95 @@ def test_impossible_settings(kwargs, message):
 def test_unknown_task():
     with pytest.raises(TaskError, match="unknown task"):
         build_examples("nope", 1, 1, 0)
+
+
+# --- date, remap, custom -------------------------------------------------------------------
+
+import datetime as dt  # noqa: E402
+import json  # noqa: E402
+
+from iclab.tasks import (REMAP_LABELS, REMAP_WORDS, date_items, load_custom,  # noqa: E402
+                         pool_size, task_data)
+
+
+def test_date_items_cover_every_day_in_format():
+    items = date_items((2019, 2020))
+    assert len(items) == 365 + 366
+    first = items[0]
+    assert (first.x, first.y, first.group) == ("2019-01-01", "!01!01!2019!", "2019")
+    for item in items[::37]:
+        day = dt.date.fromisoformat(item.x)
+        assert item.y == f"!{day.month:02d}!{day.day:02d}!{day.year}!"
+
+
+def test_date_examples_deterministic_and_exclusive():
+    a = build_examples("date", 40, 8, seed=2)
+    assert a == build_examples("date", 40, 8, seed=2)
+    for ex in a:
+        assert ex.x not in [dx for dx, _ in ex.demos] and ex.group == ex.x[:4]
+
+
+@pytest.mark.parametrize("variant", list(REMAP_LABELS))
+def test_remap_variants_hold_out_test_words(variant):
+    data = task_data("remap", {}, variant)
+    test_words = {data.items[i].x for i in data.test_pool}
+    demo_words = {data.items[i].x for i in data.demo_pool}
+    assert not test_words & demo_words
+    assert len(test_words) == sum(len(w) - len(w) * 2 // 3 for w in REMAP_WORDS.values())
+    labels = REMAP_LABELS[variant]
+    for ex in build_examples("remap", None, 9, seed=1, variant=variant):
+        assert ex.y == labels[ex.group]
+        assert sorted(ex.choices) == sorted(labels.values())
+        shown = [dy for _, dy in ex.demos]
+        assert sorted(shown.count(label) for label in labels.values()) == [3, 3, 3]
+        assert ex.x not in [dx for dx, _ in ex.demos]
+
+
+def test_remap_mapping_is_the_seed_permutation():
+    assert REMAP_LABELS["remapped"] == {"animal": "plant/vegetable", "sport": "animal",
+                                        "plant/vegetable": "sport"}
+    assert set(REMAP_LABELS["symbols"].values()) == {"^*", "#@#", "!!~"}
+
+
+def test_remap_shots_limited_by_pool():
+    assert pool_size("remap", {}, "semantic") == 48
+    with pytest.raises(TaskError, match="larger than the demonstration pool"):
+        build_examples("remap", 3, 49, seed=0, variant="semantic")
+    with pytest.raises(TaskError, match="unknown variant"):
+        build_examples("remap", 3, 1, seed=0, variant="colours")
+
+
+def write_jsonl(path, rows):
+    path.write_text("\n".join(r if isinstance(r, str) else json.dumps(r) for r in rows) + "\n")
+    return path
+
+
+def test_custom_task_roundtrip(tmp_path):
+    rows = [{"input": f"w{i}", "output": "yes" if i % 2 else "no", "choices": ["yes", "no"]}
+            for i in range(6)]
+    path = write_jsonl(tmp_path / "t.jsonl", rows)
+    settings = {"type": "custom", "path": str(path)}
+    examples = build_examples("mine", None, 3, seed=0, settings=settings)
+    assert len(examples) == 6 and all(ex.choices == ("yes", "no") for ex in examples)
+    assert all(ex.x not in [dx for dx, _ in ex.demos] for ex in examples)
+    assert pool_size("mine", settings) == 5
+
+
+@pytest.mark.parametrize("rows,message", [
+    ([{"input": "a", "output": "b"}, "{not json"], r"t.jsonl:2: not valid JSON"),
+    ([{"input": "a", "output": "b"}, {"input": "c"}], r"t.jsonl:2: missing or empty string field 'output'"),
+    ([{"input": "a", "output": "b", "choices": ["x", "y"]}], r":1: output 'b' is not among its choices"),
+    ([{"input": "a", "output": "b", "label": 1}], r":1: unknown field\(s\) \['label'\]"),
+    ([["a", "b"]], r":1: expected a JSON object"),
+    ([{"input": "a", "output": "b"}], r"at least 2 rows, found 1"),
+    ([], r"at least 2 rows, found 0"),
+])
+def test_custom_task_errors_name_line_and_field(tmp_path, rows, message):
+    path = write_jsonl(tmp_path / "t.jsonl", rows)
+    with pytest.raises(TaskError, match=message):
+        load_custom(path)
+
+
+def test_custom_task_missing_file(tmp_path):
+    with pytest.raises(TaskError, match="custom task file not found"):
+        load_custom(tmp_path / "absent.jsonl")

@@ -31,15 +31,55 @@ def run_dir(tmp_path_factory) -> Path:
 def test_tables_and_samples(run_dir):
     table = pd.read_csv(run_dir / "results" / "tables" / "icl_accuracy.csv")
     assert set(table["model"]) == {"tiny-llama", "tiny-gpt2"}
-    assert sorted(table["shots"].unique()) == [0, 2]
-    assert (table["n"] == 12).all()
+    cells = set(zip(table["task"], table["variant"], table["shots"]))
+    assert cells == {("copy", "default", 0), ("copy", "default", 2), ("date", "default", 2),
+                     ("remap", "semantic", 3), ("remap", "remapped", 3), ("remap", "symbols", 3),
+                     ("sentiment", "default", 2)}
+    assert (table.loc[table["task"] == "copy", "n"] == 12).all()
+    choice_rows = table["task"].isin(["remap", "sentiment"])
+    assert table.loc[choice_rows, "choice_accuracy"].between(0, 1).all()
+    assert table.loc[~choice_rows, "choice_accuracy"].isna().all()
     assert (table["ci_low"] <= table["accuracy"]).all() and (table["accuracy"] <= table["ci_high"]).all()
-    samples = pd.read_parquet(run_dir / "results" / "samples" / "tiny-llama" / "copy" / "shots2_seed0.parquet")
+    cell = run_dir / "results" / "samples" / "tiny-llama" / "copy" / "default" / "shots2_seed0"
+    samples = pd.read_parquet(cell.with_suffix(".parquet"))
     assert {"prompt", "target", "prediction", "correct", "gold_logprob", "provider", "seed"} <= set(samples)
     assert samples["prompt"].str.count("Input:").eq(3).all()
-    meta = json.loads((run_dir / "results" / "samples" / "tiny-llama" / "copy" / "shots2_seed0.meta.json").read_text())
+    meta = json.loads(cell.with_suffix(".meta.json").read_text())
     assert meta["provider"] == "CPUExecutionProvider" and meta["provider_requested"] == "cpu"
     assert len(meta["onnx_sha256"]) == 64 and len(meta["model_sha256"]) == 64
+
+
+def test_analysis_tables(run_dir):
+    tables = run_dir / "results" / "tables"
+    diffs = pd.read_csv(tables / "icl_differences.csv")
+    assert {"shots", "variant"} == set(diffs["comparison"])
+    assert (diffs["ci_low"] <= diffs["difference"]).all()
+    errors = pd.read_csv(tables / "date_error_types.csv")
+    assert errors.groupby(["model", "shots"])["share_of_errors"].sum().round(6).eq(1).all()
+    by_year = pd.read_csv(tables / "date_error_by_year.csv")
+    assert by_year.groupby("model")["n"].sum().eq(10).all()
+    remap = pd.read_parquet(run_dir / "results" / "samples" / "tiny-gpt2" / "remap" / "symbols"
+                            / "shots3_seed0.parquet")
+    assert remap["choices"].map(len).eq(3).all()
+    assert (remap["choice_prediction"] == [c[int(pd.Series(s).idxmax())] for c, s in
+                                           zip(remap["choices"], remap["choice_logprobs"])]).all()
+
+
+def test_ablation_tables(run_dir):
+    tables = run_dir / "results" / "tables"
+    head_effects = pd.read_csv(tables / "head_effects.csv")
+    assert len(head_effects) == 2 * (2 * 4 + 2)  # models x (heads + layers)
+    assert set(head_effects["kind"]) == {"head", "layer"}
+    assert (head_effects["n"] == 4).all()
+    importance = pd.read_csv(tables / "head_importance.csv")
+    norms = importance.groupby(["model", "layer"])["importance"].apply(lambda v: (v ** 2).sum())
+    assert norms.round(6).eq(1).all()
+    correlation = pd.read_csv(tables / "importance_vs_ablation.csv")
+    assert len(correlation) == 2 and correlation["spearman_logprob_harm"].between(-1, 1).all()
+    pruning = pd.read_csv(tables / "pruning_curves.csv")
+    assert len(pruning) == 2 * 3 * 10
+    first = pruning[pruning["fraction_removed"] == 0]
+    assert first["accuracy"].nunique() <= 2  # step 0 is the unablated model in every order
 
 
 def test_parity_and_card(run_dir):
@@ -53,8 +93,11 @@ def test_parity_and_card(run_dir):
 
 
 def test_figure_and_report(run_dir):
-    png = run_dir / "results" / "figures" / "copy_accuracy.png"
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for name in ("accuracy_vs_shots", "copy_accuracy", "remap_variants", "date_error_types",
+                 "date_error_by_year", "ablation_heatmaps", "importance_vs_ablation",
+                 "pruning_curves"):
+        png = run_dir / "results" / "figures" / f"{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     proc = snakemake(run_dir, "--report", "report.html")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "copy_accuracy.png" in (run_dir / "report.html").read_text(errors="ignore")

@@ -1,17 +1,24 @@
-"""Checks on a schema-valid config that a JSON schema cannot express. Pure Python: runs at
-DAG parse time, before any heavy work, and names the offending key."""
+"""Checks on a schema-valid config that a JSON schema cannot express. Runs at DAG parse time
+(no torch, no transformers), before any heavy work, and names the offending key."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-# Size of each built-in task's item list; a test item's demonstrations come from the others.
-TASK_POOL_SIZES = {"copy": math.perm(8, 5)}
+from iclab.tasks import VARIANTS, TaskError, load_custom, pool_size
 
 
 class ConfigError(ValueError):
     """The configuration is schema-valid but cannot work."""
+
+
+def task_type(name: str, settings: dict) -> str:
+    return settings.get("type", name)
+
+
+def task_variants(name: str, settings: dict) -> list[str]:
+    """The configured variants of a task, or all variants of its type."""
+    return list(settings.get("variants") or VARIANTS[task_type(name, settings)])
 
 
 def check_config(config: dict[str, Any]) -> None:
@@ -19,12 +26,38 @@ def check_config(config: dict[str, Any]) -> None:
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ConfigError(f"models: duplicate model name(s) {duplicates}; names must be unique")
-    for task, settings in config["tasks"].items():
-        pool = TASK_POOL_SIZES[task] - 1
-        too_many = [k for k in settings["shots"] if k > pool]
-        if too_many:
-            raise ConfigError(
-                f"tasks.{task}.shots: {too_many} larger than the demonstration pool ({pool} items)")
+    for name, settings in config["tasks"].items():
+        kind = task_type(name, settings)
+        if kind not in VARIANTS:
+            raise ConfigError(f"tasks.{name}: unknown task {name!r}; built-in tasks are "
+                              f"{sorted(set(VARIANTS) - {'custom'})}, or set type: custom")
+        unknown = sorted(set(task_variants(name, settings)) - set(VARIANTS[kind]))
+        if unknown:
+            raise ConfigError(f"tasks.{name}.variants: unknown variant(s) {unknown} for a "
+                              f"{kind} task; known: {VARIANTS[kind]}")
+        if kind == "custom":
+            if "path" not in settings:
+                raise ConfigError(f"tasks.{name}: a custom task needs path: to a JSONL file")
+            try:
+                load_custom(settings["path"])
+            except TaskError as err:
+                raise ConfigError(f"tasks.{name}.path: {err}") from err
+        for variant in task_variants(name, settings):
+            pool = pool_size(name, settings, variant)
+            too_many = [k for k in settings["shots"] if k > pool]
+            if too_many:
+                raise ConfigError(f"tasks.{name}.shots: {too_many} larger than the "
+                                  f"demonstration pool ({pool} items)")
+    for i, cell in enumerate(config.get("ablation", {}).get("cells", [])):
+        key = f"ablation.cells[{i}]"
+        if cell["task"] not in config["tasks"]:
+            raise ConfigError(f"{key}.task: {cell['task']!r} is not configured under tasks")
+        settings = config["tasks"][cell["task"]]
+        if cell["variant"] not in task_variants(cell["task"], settings):
+            raise ConfigError(f"{key}.variant: {cell['variant']!r} is not among "
+                              f"{task_variants(cell['task'], settings)}")
+        if cell["shots"] > pool_size(cell["task"], settings, cell["variant"]):
+            raise ConfigError(f"{key}.shots: {cell['shots']} larger than the demonstration pool")
     runtime = config["runtime"]
     if runtime["fp16"] and runtime["provider"] == "cpu":
         raise ConfigError("runtime.fp16: true needs runtime.provider cuda or auto, not cpu")

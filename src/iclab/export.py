@@ -36,7 +36,9 @@ class TargetLogProbs(nn.Module):
         index = target_pos.unsqueeze(-1).expand(-1, -1, hidden.shape[-1])
         at_targets = torch.gather(hidden, 1, index)  # [B, K, D]
         logits = self.model.get_output_embeddings()(at_targets)
-        return torch.log_softmax(logits.float(), dim=-1)
+        if logits.dtype in (torch.float16, torch.bfloat16):
+            logits = logits.float()  # log-softmax over the vocabulary in at least fp32
+        return torch.log_softmax(logits, dim=-1)
 
 
 def example_inputs(model: nn.Module, batch: int = 2, length: int = 12, k: int = 3):
@@ -99,13 +101,12 @@ def parity_check(model: nn.Module, tokenizer, onnx_path: Path, prompts: list[tup
     hooked PyTorch model. Also records that the ablation moved its own row and no other.
     """
     from iclab.runtime import create_runtime
-    from iclab.scoring import batch_feeds, encode, full_head_mask
+    from iclab.scoring import batch_feeds, encode, full_head_mask, pad_token_id
 
     layout = head_layout(model.config)
     encoded = [encode(tokenizer, prompt, target) for prompt, target in prompts]
     positions = [list(range(len(e.prompt_ids) - 1, len(e.input_ids))) for e in encoded]
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    feeds = batch_feeds([e.input_ids for e in encoded], positions, pad_id,
+    feeds = batch_feeds([e.input_ids for e in encoded], positions, pad_token_id(tokenizer),
                         full_head_mask(len(encoded), layout))
     # Only positions that are real targets of their row count (padding repeats the last one).
     valid = np.zeros(feeds["target_pos"].shape, dtype=bool)

@@ -1,4 +1,4 @@
-"""seaborn figures; each saved as PNG and PDF."""
+"""seaborn figures, each saved as PNG and PDF (atomically, without timestamps)."""
 
 from __future__ import annotations
 
@@ -13,36 +13,214 @@ import seaborn as sns  # noqa: E402
 
 from iclab.io import atomic_path  # noqa: E402
 
-# Reported GPT-3 results on the copy task (Rong 2021, seed 003): 6720 items.
-COPY_REFERENCE = {"GPT-3 Davinci": 6720 / 6720, "GPT-3 Ada": 6705 / 6720}
+# Reported GPT-3 results (seed 003; Rong 2021): (label, accuracy, shots or None = unspecified).
+REFERENCE = {
+    "copy": [("GPT-3 Davinci", 6720 / 6720, 5), ("GPT-3 Ada", 6705 / 6720, 5)],
+    "date": [("GPT-3 Davinci", 1998 / 2000, 15)],
+    "remap": [("GPT-3 (10 orderings)", 0.927, None)],
+}
+REMAP_REPORTED_SD = 0.081
 
 
 def save_figure(fig: plt.Figure, png: str | Path, pdf: str | Path) -> None:
     """Write PNG and PDF atomically with fixed metadata so reruns give identical files."""
     for path, fmt in ((png, "png"), (pdf, "pdf")):
         with atomic_path(path) as tmp:
-            meta = {"Software": None} if fmt == "png" else {"Creator": None, "Producer": None,
-                                                            "CreationDate": None}
+            meta = ({"Software": None} if fmt == "png"
+                    else {"Creator": None, "Producer": None, "CreationDate": None})
             fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight", metadata=meta)
     plt.close(fig)
 
 
-def copy_accuracy(table: pd.DataFrame, png: str | Path, pdf: str | Path) -> None:
-    """Copy-task accuracy vs shots per model, Wilson 95% bars, GPT-3 reference lines."""
+def _theme() -> None:
     sns.set_theme(style="whitegrid", context="paper")
+
+
+def _panel_name(task: str, variant: str) -> str:
+    return task if variant == "default" else f"{task}: {variant}"
+
+
+def _draw_reference(ax, task: str) -> None:
+    for (label, value, shots), marker in zip(REFERENCE.get(task, []), ["*", "D"]):
+        if shots is None:
+            ax.axhspan(value - REMAP_REPORTED_SD, min(1.0, value + REMAP_REPORTED_SD),
+                       color="0.85", zorder=0, label=f"{label}: {value:.1%} ± 8.1%")
+            ax.axhline(value, color="0.5", linestyle=":", linewidth=1)
+        else:
+            ax.plot([shots], [value], marker=marker, color="0.25", markersize=8,
+                    fillstyle="none", linestyle="none",
+                    label=f"{label} (reported, {shots}-shot): {value:.2%}")
+
+
+def accuracy_vs_shots(table: pd.DataFrame, png: str | Path, pdf: str | Path) -> None:
+    """One panel per task (and variant): accuracy vs shots per model with Wilson 95% bands."""
+    _theme()
+    panels = list(dict.fromkeys(zip(table["task"], table["variant"])))
+    cols = min(3, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.3 * rows), squeeze=False)
+    models = sorted(table["model"].unique())
+    palette = dict(zip(models, sns.color_palette("colorblind", len(models))))
+    for ax, (task, variant) in zip(axes.flat, panels):
+        frame = table[(table["task"] == task) & (table["variant"] == variant)]
+        for model, part in frame.groupby("model", sort=True):
+            part = part.sort_values("shots")
+            ax.plot(part["shots"], part["accuracy"], marker="o", color=palette[model], label=model)
+            ax.fill_between(part["shots"], part["ci_low"], part["ci_high"], alpha=0.25,
+                            color=palette[model], linewidth=0)
+        _draw_reference(ax, task)
+        ax.set(title=_panel_name(task, variant), xlabel="demonstrations (shots)",
+               ylabel="exact-match accuracy", ylim=(-0.02, 1.05))
+        ax.legend(fontsize=6, loc="best")
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    save_figure(fig, png, pdf)
+
+
+def copy_accuracy(table: pd.DataFrame, png: str | Path, pdf: str | Path) -> None:
+    """Copy-task accuracy vs shots per model, Wilson 95% bars, GPT-3 reference points."""
+    _theme()
+    table = table[table["task"] == "copy"]
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    palette = sns.color_palette("colorblind", n_colors=max(1, table["model"].nunique()) + 2)
+    palette = sns.color_palette("colorblind", n_colors=max(1, table["model"].nunique()))
     for color, (model, frame) in zip(palette, table.groupby("model", sort=True)):
         frame = frame.sort_values("shots")
         ax.errorbar(frame["shots"], frame["accuracy"],
                     yerr=[frame["accuracy"] - frame["ci_low"], frame["ci_high"] - frame["accuracy"]],
                     marker="o", capsize=3, color=color, label=f"{model} (n={frame['n'].iloc[0]})")
-    for (label, value), marker in zip(COPY_REFERENCE.items(), ["*", "D"]):
+    for _, value, _ in REFERENCE["copy"]:
         ax.axhline(value, color="0.6", linestyle=":", linewidth=1)
-        ax.plot([5], [value], marker=marker, color="0.3", markersize=8, fillstyle="none",
-                linestyle="none", label=f"{label} (reported, 5-shot): {value:.2%}")
+    _draw_reference(ax, "copy")
     ax.set(xlabel="demonstrations (shots)", ylabel="exact-match accuracy", ylim=(0, 1.05),
            title="Copy task: 5 letters from a–h")
     ax.set_xticks(sorted(set(table["shots"]) | {5}))
     ax.legend(fontsize=7, loc="lower right")
+    save_figure(fig, png, pdf)
+
+
+def remap_variants(table: pd.DataFrame, png: str | Path, pdf: str | Path) -> None:
+    """Label remapping: accuracy of each variant per model and shot count, side by side."""
+    _theme()
+    table = table[table["task"] == "remap"].copy()
+    table["column"] = table["model"] + ", " + table["shots"].astype(str) + "-shot"
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.4 * table["column"].nunique() + 2), 3.6))
+    sns.barplot(data=table, x="column", y="accuracy", hue="variant", ax=ax,
+                palette="colorblind", errorbar=None)
+    for patch_group, (_, frame) in zip(ax.containers, table.groupby("variant", sort=False)):
+        for bar, (_, row) in zip(patch_group, frame.iterrows()):
+            x = bar.get_x() + bar.get_width() / 2
+            ax.errorbar([x], [row["accuracy"]], yerr=[[row["accuracy"] - row["ci_low"]],
+                                                      [row["ci_high"] - row["accuracy"]]],
+                        color="0.2", capsize=2, linewidth=1)
+    _draw_reference(ax, "remap")
+    ax.set(xlabel="", ylabel="exact-match accuracy", ylim=(0, 1.05),
+           title="Label remapping: semantic vs remapped vs symbol labels")
+    ax.legend(fontsize=7, loc="upper right")
+    save_figure(fig, png, pdf)
+
+
+def date_error_types(table: pd.DataFrame, png: str | Path, pdf: str | Path) -> None:
+    """Top-10 date error types per model and shot count (share of the wrong answers)."""
+    _theme()
+    table = table.copy()
+    table["setting"] = table["model"] + ", " + table["shots"].astype(str) + "-shot"
+    height = max(3.0, 0.28 * table["error_type"].nunique() * max(1, table["setting"].nunique()) / 2)
+    fig, ax = plt.subplots(figsize=(7, height))
+    if table.empty:
+        ax.text(0.5, 0.5, "no wrong date answers", ha="center", va="center")
+    else:
+        sns.barplot(data=table, y="error_type", x="share_of_errors", hue="setting", ax=ax,
+                    palette="colorblind", errorbar=None)
+    ax.set(xlabel="share of wrong answers", ylabel="", title="Date task: error types (top 10)")
+    save_figure(fig, png, pdf)
+
+
+def date_error_by_year(table: pd.DataFrame, png: str | Path, pdf: str | Path) -> None:
+    """Date error rate by test year, per model and shot count, with Wilson 95% bands."""
+    _theme()
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    settings = list(table.groupby(["model", "shots"], sort=True))
+    palette = sns.color_palette("colorblind", max(1, len(settings)))
+    for color, ((model, shots), frame) in zip(palette, settings):
+        frame = frame.sort_values("year")
+        ax.plot(frame["year"], frame["error_rate"], marker=".", color=color,
+                label=f"{model}, {shots}-shot")
+        ax.fill_between(frame["year"], frame["ci_low"], frame["ci_high"], color=color, alpha=0.15,
+                        linewidth=0)
+    ax.set(xlabel="year of the test date", ylabel="error rate", ylim=(-0.02, 1.02),
+           title="Date task: error rate by year")
+    ax.legend(fontsize=6, ncol=2)
+    save_figure(fig, png, pdf)
+
+
+def _cell_label(row) -> str:
+    variant = "" if row["variant"] == "default" else f"/{row['variant']}"
+    return f"{row['model']} · {row['task']}{variant} · {row['shots']}-shot"
+
+
+def ablation_heatmaps(effects: pd.DataFrame, png: str | Path, pdf: str | Path) -> None:
+    """Layer × head heatmaps of Δaccuracy and Δmean gold log-prob per model and cell."""
+    _theme()
+    heads = effects[effects["kind"] == "head"].copy()
+    heads["cell"] = heads.apply(_cell_label, axis=1)
+    cells = list(dict.fromkeys(heads["cell"]))
+    n_layers = int(heads["layer"].max()) + 1
+    fig, axes = plt.subplots(len(cells), 2, squeeze=False,
+                             figsize=(2 + 0.45 * heads["head"].nunique() * 2,
+                                      1.2 + 0.22 * n_layers * len(cells)))
+    for row, cell in zip(axes, cells):
+        frame = heads[heads["cell"] == cell]
+        for ax, column, label in ((row[0], "delta_accuracy", "Δ accuracy"),
+                                  (row[1], "delta_logprob", "Δ mean gold log-prob")):
+            grid = frame.pivot(index="layer", columns="head", values=column)
+            bound = max(float(grid.abs().max().max()), 1e-9)
+            sns.heatmap(grid, ax=ax, cmap="RdBu", vmin=-bound, vmax=bound, center=0,
+                        cbar_kws={"label": label}, linewidths=0.2, linecolor="white")
+            hurts = frame[frame["hurts"]] if column == "delta_logprob" else frame.iloc[0:0]
+            ax.scatter(hurts["head"] + 0.5, hurts["layer"] + 0.5, marker=".", color="black", s=8)
+            ax.set(title=f"{cell}\n{label} when the head is zeroed", xlabel="head", ylabel="layer")
+    fig.tight_layout()
+    save_figure(fig, png, pdf)
+
+
+def importance_vs_ablation(effects: pd.DataFrame, importance: pd.DataFrame,
+                           correlation: pd.DataFrame, png: str | Path, pdf: str | Path) -> None:
+    """Gradient importance vs exact single-head effect, one panel per cell, Spearman ρ shown."""
+    _theme()
+    keys = ["model", "task", "variant", "shots", "seed"]
+    merged = effects[effects["kind"] == "head"].merge(importance, on=[*keys, "layer", "head"])
+    merged["cell"] = merged.apply(_cell_label, axis=1)
+    cells = list(dict.fromkeys(merged["cell"]))
+    fig, axes = plt.subplots(1, len(cells), figsize=(4.2 * len(cells), 3.6), squeeze=False)
+    for ax, cell in zip(axes[0], cells):
+        frame = merged[merged["cell"] == cell]
+        sns.scatterplot(data=frame, x="importance", y="delta_logprob", hue="layer",
+                        palette="viridis", s=18, ax=ax, legend=False)
+        corr = correlation.merge(frame[keys].drop_duplicates(), on=keys).iloc[0]
+        ax.axhline(0, color="0.5", linewidth=0.8)
+        ax.set(title=f"{cell}\nSpearman ρ(importance, −Δlog-prob) = "
+                     f"{corr['spearman_logprob_harm']:.2f}",
+               xlabel="gradient importance (per-layer L2-normalised)",
+               ylabel="Δ mean gold log-prob (ablated − baseline)")
+    fig.tight_layout()
+    save_figure(fig, png, pdf)
+
+
+def pruning_curves(pruning: pd.DataFrame, png: str | Path, pdf: str | Path) -> None:
+    """Accuracy vs fraction of heads removed: least-important-first vs random orders."""
+    _theme()
+    pruning = pruning.copy()
+    pruning["cell"] = pruning.apply(_cell_label, axis=1)
+    cells = list(dict.fromkeys(pruning["cell"]))
+    fig, axes = plt.subplots(1, len(cells), figsize=(4.2 * len(cells), 3.4), squeeze=False)
+    for ax, cell in zip(axes[0], cells):
+        frame = pruning[pruning["cell"] == cell]
+        sns.lineplot(data=frame, x="fraction_removed", y="accuracy", hue="order",
+                     style="order", markers=True, errorbar=("pi", 100), ax=ax,
+                     palette="colorblind")
+        ax.set(title=cell, xlabel="fraction of heads removed", ylabel="exact-match accuracy",
+               ylim=(-0.02, 1.02))
+        ax.legend(fontsize=7, title=None)
+    fig.tight_layout()
     save_figure(fig, png, pdf)

@@ -1,18 +1,47 @@
-"""ICL task generators (seed 003): seeded, deterministic, demonstrations never contain the test item.
+"""ICL task generators (seed 003; Rong 2021): seeded, deterministic, no test item among its own
+demonstrations.
 
 Prompt format: demonstrations as `Input: {x}\nOutput: {y}\n`, then `Input: {x}\nOutput:`;
-the target is ` {y}`.
+the target is ` {y}`. Classification tasks also carry their candidate answers (`choices`).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
-from dataclasses import dataclass
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 COPY_LETTERS = "abcdefgh"
 COPY_LENGTH = 5
+DATE_YEARS = (1990, 2029)
+
+# Built-in word lists for the label-remapping task; the last third of each list is held out as
+# test items, the first two thirds are the demonstration pool.
+REMAP_WORDS = {
+    "animal": ["dog", "cat", "horse", "lion", "tiger", "rabbit", "elephant", "giraffe", "zebra",
+               "monkey", "wolf", "fox", "bear", "deer", "sheep", "goat", "cow", "pig", "mouse",
+               "camel", "kangaroo", "squirrel", "otter", "donkey"],
+    "plant/vegetable": ["carrot", "potato", "onion", "cabbage", "spinach", "lettuce", "broccoli",
+                        "cucumber", "pumpkin", "garlic", "celery", "pea", "bean", "radish",
+                        "tulip", "rose", "oak", "maple", "fern", "cactus", "daisy", "turnip",
+                        "leek", "beet"],
+    "sport": ["football", "tennis", "golf", "cricket", "rugby", "hockey", "baseball",
+              "basketball", "volleyball", "boxing", "cycling", "rowing", "skiing", "surfing",
+              "swimming", "fencing", "archery", "judo", "karate", "badminton", "wrestling",
+              "sailing", "diving", "bowling"],
+}
+REMAP_LABELS = {
+    "semantic": {"animal": "animal", "plant/vegetable": "plant/vegetable", "sport": "sport"},
+    "remapped": {"animal": "plant/vegetable", "sport": "animal", "plant/vegetable": "sport"},
+    "symbols": {"animal": "^*", "plant/vegetable": "#@#", "sport": "!!~"},
+}
+VARIANTS = {"copy": ["default"], "date": ["default"], "remap": list(REMAP_LABELS),
+            "custom": ["default"]}
 
 
 class TaskError(ValueError):
@@ -20,8 +49,34 @@ class TaskError(ValueError):
 
 
 @dataclass(frozen=True)
+class Item:
+    """One input/answer pair; `group` is a breakdown key (year, category), `choices` candidates."""
+
+    x: str
+    y: str
+    group: str = ""
+    choices: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """All items of a task with the indices that may be tested and those that may be shown."""
+
+    name: str
+    variant: str
+    items: list[Item]
+    test_pool: np.ndarray
+    demo_pool: np.ndarray
+
+    def max_shots(self) -> int:
+        """Largest shot count every test item can get (its own item never among its demos)."""
+        overlap = len(np.intersect1d(self.test_pool, self.demo_pool)) > 0
+        return len(self.demo_pool) - (1 if overlap else 0)
+
+
+@dataclass(frozen=True)
 class Example:
-    """One test item with its demonstrations; `item` indexes the task's full item list."""
+    """One test item with its demonstrations; `item` indexes the task's item list."""
 
     task: str
     item: int
@@ -30,6 +85,9 @@ class Example:
     demos: tuple[tuple[str, str], ...]
     shots: int
     seed: int
+    variant: str = "default"
+    group: str = ""
+    choices: tuple[str, ...] = field(default=())
 
     @property
     def prompt(self) -> str:
@@ -41,43 +99,149 @@ class Example:
         return f" {self.y}"
 
 
-def copy_items() -> list[tuple[str, str]]:
+# ---------------------------------------------------------------------------------------------
+# Item lists
+
+
+def copy_items() -> list[Item]:
     """All 8!/3! = 6720 ordered selections of 5 distinct letters from a-h; the answer is the input."""
+    return [Item(", ".join(p), ", ".join(p))
+            for p in itertools.permutations(COPY_LETTERS, COPY_LENGTH)]
+
+
+def date_items(years: tuple[int, int] = DATE_YEARS) -> list[Item]:
+    """Every day of the year range: `YYYY-MM-DD` -> `!MM!DD!YYYY!`, grouped by year."""
+    day, last = dt.date(years[0], 1, 1), dt.date(years[1], 12, 31)
     items = []
-    for letters in itertools.permutations(COPY_LETTERS, COPY_LENGTH):
-        text = ", ".join(letters)
-        items.append((text, text))
+    while day <= last:
+        items.append(Item(day.strftime("%Y-%m-%d"), day.strftime("!%m!%d!%Y!"), str(day.year)))
+        day += dt.timedelta(days=1)
     return items
 
 
-def sample_examples(task: str, items: list[tuple[str, str]], n_test: int | None, shots: int,
-                    seed: int) -> list[Example]:
-    """Draw `n_test` test items (all if None) and, per item, `shots` demonstrations from the rest."""
+def remap_items(variant: str) -> tuple[list[Item], np.ndarray, np.ndarray]:
+    """Words of three categories labelled per `variant`; the last third of each list is test."""
+    if variant not in REMAP_LABELS:
+        raise TaskError(f"remap: unknown variant {variant!r}; known: {list(REMAP_LABELS)}")
+    labels = REMAP_LABELS[variant]
+    choices = tuple(labels[c] for c in REMAP_WORDS)
+    items, test, demo = [], [], []
+    for category, words in REMAP_WORDS.items():
+        cut = len(words) * 2 // 3
+        for j, word in enumerate(words):
+            (demo if j < cut else test).append(len(items))
+            items.append(Item(word, labels[category], category, choices))
+    return items, np.array(test), np.array(demo)
+
+
+def load_custom(path: str | Path) -> list[Item]:
+    """Rows `{"input": str, "output": str, "choices": [str, ...]?}` of a JSONL file, validated."""
+    path = Path(path)
+    if not path.is_file():
+        raise TaskError(f"custom task file not found: {path}")
+    items = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise TaskError(f"{path}:{number}: not valid JSON ({err.msg})") from err
+        if not isinstance(row, dict):
+            raise TaskError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
+        for key in ("input", "output"):
+            if not isinstance(row.get(key), str) or not row[key]:
+                raise TaskError(f"{path}:{number}: missing or empty string field {key!r}")
+        unknown = set(row) - {"input", "output", "choices"}
+        if unknown:
+            raise TaskError(f"{path}:{number}: unknown field(s) {sorted(unknown)}")
+        choices = row.get("choices", [])
+        if not isinstance(choices, list) or not all(isinstance(c, str) for c in choices):
+            raise TaskError(f"{path}:{number}: 'choices' must be a list of strings")
+        if choices and row["output"] not in choices:
+            raise TaskError(f"{path}:{number}: output {row['output']!r} is not among its choices")
+        items.append(Item(row["input"], row["output"], "", tuple(choices)))
+    if len(items) < 2:
+        raise TaskError(f"{path}: a custom task needs at least 2 rows, found {len(items)}")
+    return items
+
+
+def task_data(name: str, settings: dict, variant: str = "default") -> TaskData:
+    """The items of task `name` (its `type` defaults to the name) in `variant`."""
+    kind = settings.get("type", name)
+    if kind not in VARIANTS:
+        raise TaskError(f"task {name!r}: unknown type {kind!r}; known: {sorted(VARIANTS)}")
+    if variant not in VARIANTS[kind]:
+        raise TaskError(f"task {name!r}: unknown variant {variant!r}; known: {VARIANTS[kind]}")
+    if kind == "remap":
+        items, test, demo = remap_items(variant)
+        return TaskData(name, variant, items, test, demo)
+    items = {"copy": copy_items, "date": date_items}.get(kind)
+    items = items() if items else load_custom(settings["path"])
+    everything = np.arange(len(items))
+    return TaskData(name, variant, items, everything, everything)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sampling
+
+
+def sample_examples(data: TaskData, n_test: int | None, shots: int, seed: int) -> list[Example]:
+    """Draw `n_test` test items (all if None) and, per item, `shots` demonstrations from the pool.
+
+    Classification tasks (items with choices and groups) get demonstrations balanced across
+    groups, in a random order. The same seed gives the same test items for every shot count.
+    """
     if shots < 0:
-        raise TaskError(f"{task}: shots must be >= 0, got {shots}")
-    if shots > len(items) - 1:
-        raise TaskError(
-            f"{task}: shots={shots} is larger than the demonstration pool ({len(items) - 1} items)")
-    if n_test is not None and not 0 < n_test <= len(items):
-        raise TaskError(f"{task}: n_test={n_test} must be between 1 and {len(items)}")
+        raise TaskError(f"{data.name}: shots must be >= 0, got {shots}")
+    if shots > data.max_shots():
+        raise TaskError(f"{data.name}: shots={shots} is larger than the demonstration pool "
+                        f"({data.max_shots()} items)")
+    n_pool = len(data.test_pool)
+    if n_test is not None and not 0 < n_test:
+        raise TaskError(f"{data.name}: n_test={n_test} must be at least 1")
     rng = np.random.default_rng(seed)
-    test_ids = (np.arange(len(items)) if n_test is None or n_test == len(items)
-                else np.sort(rng.choice(len(items), size=n_test, replace=False)))
+    test_ids = (data.test_pool if n_test is None or n_test >= n_pool
+                else np.sort(rng.choice(data.test_pool, size=n_test, replace=False)))
+    balanced = all(it.choices and it.group for it in data.items)
     examples = []
     for item in test_ids:
-        drawn = rng.choice(len(items), size=min(shots + 1, len(items)), replace=False)
-        demo_ids = [int(d) for d in drawn if d != item][:shots]
-        x, y = items[item]
-        examples.append(Example(task=task, item=int(item), x=x, y=y,
-                                demos=tuple(items[d] for d in demo_ids), shots=shots, seed=seed))
+        pool = data.demo_pool[data.demo_pool != item]
+        demo_ids = (_balanced_draw(rng, pool, data.items, shots) if balanced
+                    else rng.choice(pool, size=shots, replace=False))
+        it = data.items[item]
+        examples.append(Example(
+            task=data.name, item=int(item), x=it.x, y=it.y,
+            demos=tuple((data.items[d].x, data.items[d].y) for d in demo_ids), shots=shots,
+            seed=seed, variant=data.variant, group=it.group, choices=it.choices))
     return examples
 
 
-TASK_ITEMS = {"copy": copy_items}
+def _balanced_draw(rng: np.random.Generator, pool: np.ndarray, items: list[Item],
+                   shots: int) -> list[int]:
+    """`shots` pool indices spread as evenly as possible over item groups, shuffled."""
+    groups = sorted({items[i].group for i in pool})
+    per_group = {g: rng.permutation([i for i in pool if items[i].group == g]) for g in groups}
+    order = rng.permutation(len(groups))
+    drawn = []
+    for k in range(shots):
+        group = groups[order[k % len(groups)]]
+        drawn.append(int(per_group[group][k // len(groups)]))
+    return [drawn[i] for i in rng.permutation(len(drawn))]
 
 
-def build_examples(task: str, n_test: int | None, shots: int, seed: int) -> list[Example]:
-    """Examples of a built-in task."""
-    if task not in TASK_ITEMS:
-        raise TaskError(f"unknown task {task!r}; known: {sorted(TASK_ITEMS)}")
-    return sample_examples(task, TASK_ITEMS[task](), n_test, shots, seed)
+def build_examples(task: str, n_test: int | None, shots: int, seed: int,
+                   variant: str = "default", settings: dict | None = None) -> list[Example]:
+    """Examples of task `task` (built-in, or per `settings` with `type` and `path`)."""
+    settings = settings or {}
+    if settings.get("type", task) not in VARIANTS:
+        raise TaskError(f"unknown task {task!r}; known: {sorted(VARIANTS)}")
+    return sample_examples(task_data(task, settings, variant), n_test, shots, seed)
+
+
+def pool_size(task: str, settings: dict, variant: str = "default") -> int:
+    """Largest valid shot count, computed without sampling (for config checks)."""
+    kind = settings.get("type", task)
+    if kind == "copy":
+        return math.perm(len(COPY_LETTERS), COPY_LENGTH) - 1
+    return task_data(task, settings, variant).max_shots()

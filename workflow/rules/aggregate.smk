@@ -1,9 +1,11 @@
 rule aggregate_accuracy:
-    """One row per model x task x shots x seed: accuracy with a Wilson 95% interval."""
+    """Accuracy per model x task x variant x shots (Wilson 95%) and paired bootstrap differences."""
     input:
         samples=sample_outputs(),
     output:
         table="results/tables/icl_accuracy.csv",
+        by_seed="results/tables/icl_accuracy_by_seed.csv",
+        differences="results/tables/icl_differences.csv",
     log:
         "logs/aggregate_accuracy.log",
     threads: 1
@@ -15,24 +17,19 @@ rule aggregate_accuracy:
         "../../scripts/aggregate_accuracy.py"
 
 
-rule plot_copy_accuracy:
-    """Copy-task accuracy vs shots, with the reported GPT-3 points."""
+rule date_errors:
+    """Classify wrong date answers by format; top-10 error types and error rate by year."""
     input:
-        table="results/tables/icl_accuracy.csv",
+        samples=sample_outputs(types=["date"]),
     output:
-        png=report(
-            "results/figures/copy_accuracy.png",
-            caption="../report/copy_accuracy.rst",
-            category="ICL accuracy",
-            labels={"figure": "copy accuracy"},
-        ),
-        pdf="results/figures/copy_accuracy.pdf",
+        types="results/tables/date_error_types.csv",
+        by_year="results/tables/date_error_by_year.csv",
     log:
-        "logs/plot_copy_accuracy.log",
+        "logs/date_errors.log",
     threads: 1
     resources:
         mem_mb=2000,
     conda:
         "../../envs/analysis.yaml"
     script:
-        "../../scripts/plot_copy_accuracy.py"
+        "../../scripts/date_errors.py"

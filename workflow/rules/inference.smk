@@ -1,18 +1,19 @@
 rule run_icl:
-    """Score one model x task x shots x seed cell with onnxruntime; write the samples log."""
+    """Score one model x task x variant x shots x seed cell with onnxruntime; write its samples log."""
     input:
         card="resources/models/{model}/model.json",
         onnx="resources/onnx/{model}/model.onnx",
         parity="resources/onnx/{model}/parity.json",
+        task_files=task_files,
     output:
-        samples="results/samples/{model}/{task}/shots{shots}_seed{seed}.parquet",
-        meta="results/samples/{model}/{task}/shots{shots}_seed{seed}.meta.json",
+        samples="results/samples/{model}/{task}/{variant}/shots{shots}_seed{seed}.parquet",
+        meta="results/samples/{model}/{task}/{variant}/shots{shots}_seed{seed}.meta.json",
     params:
         task_settings=lambda wc: TASKS[wc.task],
         runtime=RUNTIME,
         config_hash=config_hash(),
     log:
-        "logs/run_icl/{model}/{task}/shots{shots}_seed{seed}.log",
+        "logs/run_icl/{model}/{task}/{variant}/shots{shots}_seed{seed}.log",
     threads: RUNTIME["threads"]
     resources:
         mem_mb=6000,

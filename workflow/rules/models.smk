@@ -1,4 +1,4 @@
-rule acquire_model:
+checkpoint acquire_model:
     """Fetch a model from its declared source; save safetensors, tokenizer and a card."""
     output:
         card="resources/models/{model}/model.json",

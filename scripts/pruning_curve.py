@@ -1,0 +1,44 @@
+"""Rule pruning_curve: accuracy as heads are removed 10% at a time, by importance and at random."""
+from iclab.rulelog import route_to_log
+
+sm = snakemake  # noqa: F821 (provided by Snakemake)
+log = route_to_log(sm)
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from transformers import AutoTokenizer
+
+from iclab.ablation import evaluate_masks, importance_order, pruning_masks, random_order
+from iclab.io import read_json, write_table
+from iclab.models import HeadLayout
+from iclab.runtime import create_runtime
+from iclab.tasks import build_examples
+
+wc, ablation, runtime_cfg = sm.wildcards, sm.params.ablation, sm.params.runtime
+card = read_json(sm.input.card)
+layout = HeadLayout(card["layers"], card["heads"], card["head_dim"])
+tokenizer = AutoTokenizer.from_pretrained(Path(sm.input.card).parent)
+examples = build_examples(wc.task, ablation["n_test"], int(wc.shots), int(wc.seed),
+                          variant=wc.variant, settings=sm.params.task_settings)
+importance = pd.read_parquet(sm.input.importance).pivot(index="layer", columns="head",
+                                                        values="importance").to_numpy()
+fractions = np.round(np.arange(0.0, 1.0, ablation["pruning_step"]), 6).tolist()
+orders = [("importance", -1, importance_order(importance))]
+orders += [("random", seed, random_order(layout, seed))
+           for seed in range(ablation["pruning_random_orders"])]
+masks = np.concatenate([pruning_masks(order, layout, fractions) for _, _, order in orders])
+runtime = create_runtime(sm.input.onnx, runtime_cfg["provider"], sm.threads, runtime_cfg["fp16"])
+scored = evaluate_masks(runtime, tokenizer, examples, masks, layout, runtime_cfg["token_budget"],
+                        runtime_cfg["max_batch"])
+summary = scored.groupby("mask").agg(accuracy=("correct", "mean"),
+                                     mean_gold_logprob=("gold_logprob", "mean")).reset_index()
+steps = [(name, seed, f, int(round(f * layout.n_layers * layout.n_heads)))
+         for name, seed, _ in orders for f in fractions]
+summary[["order", "order_seed", "fraction_removed", "heads_removed"]] = pd.DataFrame(
+    steps, index=summary.index)
+summary["n"] = len(examples)
+summary["provider"] = runtime.provider
+write_table(sm.output[0], summary.drop(columns="mask"))
+log.info("\n%s", summary.to_string())

@@ -1,0 +1,206 @@
+"""Per-head ablation (seed 000 §3.1): exact sweeps through `head_mask`, gradient importance
+(Michel et al. 2019; Bansal et al. 2023) and pruning curves.
+
+Different ablations ride in different rows of one batch: a sweep never makes one model call per
+head.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from iclab.metrics import bootstrap_difference
+from iclab.models import HeadLayout
+from iclab.runtime import Runtime
+from iclab.scoring import Encoded, encode, pad_token_id, teacher_forced
+from iclab.tasks import Example
+
+
+@dataclass(frozen=True)
+class Condition:
+    """An ablation: nothing (`baseline`), one head (`L{l}H{h}`) or a whole layer (`L{l}`)."""
+
+    layer: int = -1  # -1: baseline
+    head: int = -1  # -1: every head of `layer`
+
+    @property
+    def name(self) -> str:
+        if self.layer < 0:
+            return "baseline"
+        return f"L{self.layer}" if self.head < 0 else f"L{self.layer}H{self.head}"
+
+    @property
+    def kind(self) -> str:
+        return "baseline" if self.layer < 0 else ("layer" if self.head < 0 else "head")
+
+    def mask(self, layout: HeadLayout) -> np.ndarray:
+        """`head_mask[layer, head]`: ones, zero where this condition removes heads."""
+        mask = np.ones((layout.n_layers, layout.n_heads), dtype=np.float32)
+        if self.layer >= 0:
+            mask[self.layer, slice(None) if self.head < 0 else self.head] = 0.0
+        return mask
+
+
+def layer_conditions(layout: HeadLayout, layer: int) -> list[Condition]:
+    """Every single head of `layer`, then the whole layer: one shard of a sweep."""
+    if not 0 <= layer < layout.n_layers:
+        raise ValueError(f"layer {layer} out of range (model has {layout.n_layers})")
+    return [Condition(layer, h) for h in range(layout.n_heads)] + [Condition(layer)]
+
+
+def evaluate_masks(runtime: Runtime, tokenizer, examples: Sequence[Example], masks: np.ndarray,
+                   layout: HeadLayout, token_budget: int, max_batch: int,
+                   progress: bool = True) -> pd.DataFrame:
+    """Score every example under every mask `masks[m, layer, head]` in shared batches.
+
+    Returns one row per (mask index, example): `mask`, `item`, `correct`, `gold_logprob`.
+    """
+    encoded = [encode(tokenizer, ex.prompt, ex.target) for ex in examples]
+    rows: list[Encoded] = [e for _ in range(len(masks)) for e in encoded]
+    row_masks = np.repeat(masks, len(encoded), axis=0)
+    scored = teacher_forced(runtime, rows, layout, pad_token_id(tokenizer), token_budget,
+                            max_batch, progress=progress, head_masks=row_masks)
+    return pd.DataFrame({
+        "mask": np.repeat(np.arange(len(masks)), len(encoded)),
+        "item": [ex.item for _ in range(len(masks)) for ex in examples],
+        "correct": scored["correct"].astype(bool),
+        "gold_logprob": scored["gold_logprob"],
+    })
+
+
+def sweep(runtime: Runtime, tokenizer, examples: Sequence[Example],
+          conditions: Sequence[Condition], layout: HeadLayout, token_budget: int, max_batch: int,
+          progress: bool = True) -> pd.DataFrame:
+    """Per condition and example: correct and gold log-prob under that ablation."""
+    masks = np.stack([c.mask(layout) for c in conditions])
+    frame = evaluate_masks(runtime, tokenizer, examples, masks, layout, token_budget, max_batch,
+                           progress)
+    frame.insert(0, "condition", [conditions[m].name for m in frame["mask"]])
+    frame.insert(1, "kind", [conditions[m].kind for m in frame["mask"]])
+    frame.insert(2, "layer", [conditions[m].layer for m in frame["mask"]])
+    frame.insert(3, "head", [conditions[m].head for m in frame["mask"]])
+    return frame.drop(columns="mask")
+
+
+def effects(results: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
+    """Δaccuracy and Δmean gold log-prob of each condition vs baseline, paired by item, with
+    bootstrap intervals; `hurts`/`helps` where the log-prob interval excludes zero."""
+    base = results[results["kind"] == "baseline"].set_index("item")
+    rows = []
+    for (name, kind, layer, head), frame in results[results["kind"] != "baseline"].groupby(
+            ["condition", "kind", "layer", "head"], sort=False):
+        frame = frame.set_index("item").loc[base.index]
+        d_acc, acc_low, acc_high = bootstrap_difference(frame["correct"], base["correct"],
+                                                        1 - alpha)
+        d_lp, lp_low, lp_high = bootstrap_difference(frame["gold_logprob"],
+                                                     base["gold_logprob"], 1 - alpha)
+        rows.append({"condition": name, "kind": kind, "layer": layer, "head": head,
+                     "n": len(frame), "accuracy": float(frame["correct"].mean()),
+                     "baseline_accuracy": float(base["correct"].mean()),
+                     "delta_accuracy": d_acc, "delta_accuracy_low": acc_low,
+                     "delta_accuracy_high": acc_high, "delta_logprob": d_lp,
+                     "delta_logprob_low": lp_low, "delta_logprob_high": lp_high,
+                     "hurts": bool(lp_high < 0), "helps": bool(lp_low > 0)})
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# Gradient importance (PyTorch)
+
+
+def gradient_importance(model, tokenizer, examples: Sequence[Example], layout: HeadLayout,
+                        batch_size: int = 8, normalize: bool = True) -> np.ndarray:
+    """`I_h = E_x |A_h(x)^T dL/dA_h(x)|` = `E_x |dL/d xi_h|` at head mask xi = 1, `[layer, head]`.
+
+    L is the answer's negative log-likelihood (summed over its tokens). One backward pass per
+    batch. With `normalize`, each layer's scores are divided by their L2 norm (Michel et al.).
+    """
+    import torch
+
+    from iclab.export import TargetLogProbs
+    from iclab.scoring import batch_feeds, full_head_mask
+
+    wrapper = TargetLogProbs(model).eval()
+    encoded = [encode(tokenizer, ex.prompt, ex.target) for ex in examples]
+    total = np.zeros((layout.n_layers, layout.n_heads))
+    for start in range(0, len(encoded), batch_size):
+        chunk = encoded[start:start + batch_size]
+        positions = [list(range(len(e.prompt_ids) - 1, len(e.input_ids))) for e in chunk]
+        feeds = batch_feeds([e.input_ids for e in chunk], positions, pad_token_id(tokenizer),
+                            full_head_mask(len(chunk), layout))
+        head_mask = torch.from_numpy(feeds["head_mask"]).requires_grad_(True)
+        logprobs = wrapper(torch.from_numpy(feeds["input_ids"]),
+                           torch.from_numpy(feeds["attention_mask"]), head_mask,
+                           torch.from_numpy(feeds["target_pos"]))
+        loss = logprobs.new_zeros(())
+        for b, e in enumerate(chunk):
+            k = len(e.target_ids)
+            loss = loss - logprobs[b, torch.arange(k), torch.tensor(e.target_ids)].sum()
+        (grad,) = torch.autograd.grad(loss, head_mask)
+        total += grad.abs().sum(0).numpy()  # per-example |dL_x/dxi|: rows don't interact
+    importance = total / len(encoded)
+    return normalize_per_layer(importance) if normalize else importance
+
+
+def normalize_per_layer(importance: np.ndarray) -> np.ndarray:
+    """Divide each layer's head scores by their L2 norm (Michel et al. 2019)."""
+    norms = np.linalg.norm(importance, axis=1, keepdims=True)
+    return importance / np.where(norms > 0, norms, 1.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Pruning
+
+
+def pruning_masks(order: Sequence[tuple[int, int]], layout: HeadLayout,
+                  fractions: Sequence[float]) -> np.ndarray:
+    """Cumulative masks `[step, layer, head]`: at each fraction, the first heads of `order` off.
+
+    Heads are only ever removed: each step's removed set contains the previous one's.
+    """
+    total = layout.n_layers * layout.n_heads
+    if sorted(order) != sorted((l, h) for l in range(layout.n_layers)
+                               for h in range(layout.n_heads)):
+        raise ValueError("pruning order must list every head exactly once")
+    masks = np.ones((len(fractions), layout.n_layers, layout.n_heads), dtype=np.float32)
+    for step, fraction in enumerate(fractions):
+        for layer, head in order[: int(round(fraction * total))]:
+            masks[step, layer, head] = 0.0
+    return masks
+
+
+def importance_order(importance: np.ndarray) -> list[tuple[int, int]]:
+    """Heads from least to most important (ties broken by position, deterministic)."""
+    flat = np.argsort(importance, axis=None, kind="stable")
+    return [tuple(int(v) for v in np.unravel_index(i, importance.shape)) for i in flat]
+
+
+def random_order(layout: HeadLayout, seed: int) -> list[tuple[int, int]]:
+    rng = np.random.default_rng(seed)
+    heads = [(l, h) for l in range(layout.n_layers) for h in range(layout.n_heads)]
+    return [heads[i] for i in rng.permutation(len(heads))]
+
+
+def importance_vs_effects(importance: pd.DataFrame, effects: pd.DataFrame,
+                          keys: Sequence[str] = ("model", "task", "variant", "shots", "seed"),
+                          ) -> pd.DataFrame:
+    """Spearman rank correlation of gradient importance with the exact single-head effect
+    (harm = -Δlog-prob, and -Δaccuracy) per model and cell."""
+    from scipy.stats import spearmanr
+
+    heads = effects[effects["kind"] == "head"]
+    merged = heads.merge(importance, on=[*keys, "layer", "head"])
+    rows = []
+    for group, frame in merged.groupby(list(keys), sort=True):
+        rho_lp = spearmanr(frame["importance"], -frame["delta_logprob"])
+        rho_acc = spearmanr(frame["importance"], -frame["delta_accuracy"])
+        rows.append({**dict(zip(keys, group)), "heads": len(frame),
+                     "spearman_logprob_harm": float(rho_lp.statistic),
+                     "p_logprob_harm": float(rho_lp.pvalue),
+                     "spearman_accuracy_harm": float(rho_acc.statistic),
+                     "p_accuracy_harm": float(rho_acc.pvalue)})
+    return pd.DataFrame(rows)

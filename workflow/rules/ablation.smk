@@ -1,0 +1,112 @@
+ABLATION_DIR = "results/ablation/{model}/{task}/{variant}/shots{shots}_seed{seed}"
+
+
+rule ablation_shard:
+    """One shard of the exact sweep: the baseline, or every head and the whole of one layer."""
+    input:
+        card="resources/models/{model}/model.json",
+        onnx="resources/onnx/{model}/model.onnx",
+        parity="resources/onnx/{model}/parity.json",
+        task_files=task_files,
+    output:
+        f"{ABLATION_DIR}/{{shard}}.parquet",
+    params:
+        task_settings=lambda wc: TASKS[wc.task],
+        ablation=ABLATION,
+        runtime=RUNTIME,
+    log:
+        f"logs/ablation/{{model}}/{{task}}/{{variant}}/shots{{shots}}_seed{{seed}}/{{shard}}.log",
+    threads: RUNTIME["threads"]
+    resources:
+        mem_mb=6000,
+        gpu=USES_GPU,
+    conda:
+        "../../envs/inference.yaml"
+    script:
+        "../../scripts/ablation_shard.py"
+
+
+rule ablation_effects:
+    """Gather the shards: Δaccuracy and Δlog-prob per head and layer with bootstrap intervals."""
+    input:
+        shards=ablation_shards,
+    output:
+        f"{ABLATION_DIR}/effects.parquet",
+    log:
+        f"logs/ablation/{{model}}/{{task}}/{{variant}}/shots{{shots}}_seed{{seed}}/effects.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../../scripts/ablation_effects.py"
+
+
+rule head_importance:
+    """Gradient importance |dL/dxi_h| per head in PyTorch, one backward pass per batch."""
+    input:
+        card="resources/models/{model}/model.json",
+        task_files=task_files,
+    output:
+        f"{ABLATION_DIR}/importance.parquet",
+    params:
+        task_settings=lambda wc: TASKS[wc.task],
+        ablation=ABLATION,
+    log:
+        f"logs/ablation/{{model}}/{{task}}/{{variant}}/shots{{shots}}_seed{{seed}}/importance.log",
+    threads: RUNTIME["threads"]
+    resources:
+        mem_mb=8000,
+        gpu=USES_GPU,
+    conda:
+        "../../envs/inference.yaml"
+    script:
+        "../../scripts/head_importance.py"
+
+
+rule pruning_curve:
+    """Remove heads 10% at a time, least important first and in random orders; accuracy each step."""
+    input:
+        card="resources/models/{model}/model.json",
+        onnx="resources/onnx/{model}/model.onnx",
+        importance=f"{ABLATION_DIR}/importance.parquet",
+        task_files=task_files,
+    output:
+        f"{ABLATION_DIR}/pruning.parquet",
+    params:
+        task_settings=lambda wc: TASKS[wc.task],
+        ablation=ABLATION,
+        runtime=RUNTIME,
+    log:
+        f"logs/ablation/{{model}}/{{task}}/{{variant}}/shots{{shots}}_seed{{seed}}/pruning.log",
+    threads: RUNTIME["threads"]
+    resources:
+        mem_mb=6000,
+        gpu=USES_GPU,
+    conda:
+        "../../envs/inference.yaml"
+    script:
+        "../../scripts/pruning_curve.py"
+
+
+rule ablation_tables:
+    """All models and cells: head effects, importance, their rank correlation, pruning curves."""
+    input:
+        effects=[f"{d}/effects.parquet" for d in ablation_dirs()],
+        importance=[f"{d}/importance.parquet" for d in ablation_dirs()],
+        pruning=[f"{d}/pruning.parquet" for d in ablation_dirs()],
+    output:
+        effects="results/tables/head_effects.csv",
+        importance="results/tables/head_importance.csv",
+        correlation="results/tables/importance_vs_ablation.csv",
+        pruning="results/tables/pruning_curves.csv",
+    log:
+        "logs/ablation_tables.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../../scripts/ablation_tables.py"

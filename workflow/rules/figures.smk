@@ -1,0 +1,200 @@
+rule plot_accuracy_vs_shots:
+    """Accuracy vs shots per task and model, Wilson bands, reported GPT-3 numbers as markers."""
+    input:
+        table="results/tables/icl_accuracy.csv",
+    output:
+        png=report(
+            "results/figures/accuracy_vs_shots.png",
+            caption="../report/accuracy_vs_shots.rst",
+            category="ICL accuracy",
+            labels={"figure": "accuracy vs shots"},
+        ),
+        pdf="results/figures/accuracy_vs_shots.pdf",
+    params:
+        kind="accuracy_vs_shots",
+    log:
+        "logs/plots/accuracy_vs_shots.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../../scripts/plot.py"
+
+
+rule plot_copy_accuracy:
+    """Copy-task accuracy vs shots, with the reported GPT-3 points."""
+    input:
+        table="results/tables/icl_accuracy.csv",
+    output:
+        png=report(
+            "results/figures/copy_accuracy.png",
+            caption="../report/copy_accuracy.rst",
+            category="ICL accuracy",
+            labels={"figure": "copy accuracy"},
+        ),
+        pdf="results/figures/copy_accuracy.pdf",
+    params:
+        kind="copy_accuracy",
+    log:
+        "logs/plots/copy_accuracy.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../../scripts/plot.py"
+
+
+rule plot_remap_variants:
+    """Label remapping: semantic vs remapped vs symbol labels, side by side."""
+    input:
+        table="results/tables/icl_accuracy.csv",
+    output:
+        png=report(
+            "results/figures/remap_variants.png",
+            caption="../report/remap_variants.rst",
+            category="ICL accuracy",
+            labels={"figure": "remap variants"},
+        ),
+        pdf="results/figures/remap_variants.pdf",
+    params:
+        kind="remap_variants",
+    log:
+        "logs/plots/remap_variants.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../../scripts/plot.py"
+
+
+rule plot_date_error_types:
+    """Top date error types per shot count."""
+    input:
+        table="results/tables/date_error_types.csv",
+    output:
+        png=report(
+            "results/figures/date_error_types.png",
+            caption="../report/date_error_types.rst",
+            category="Date errors",
+            labels={"figure": "date error types"},
+        ),
+        pdf="results/figures/date_error_types.pdf",
+    params:
+        kind="date_error_types",
+    log:
+        "logs/plots/date_error_types.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../../scripts/plot.py"
+
+
+rule plot_date_error_by_year:
+    """Date error rate by test year."""
+    input:
+        table="results/tables/date_error_by_year.csv",
+    output:
+        png=report(
+            "results/figures/date_error_by_year.png",
+            caption="../report/date_error_by_year.rst",
+            category="Date errors",
+            labels={"figure": "date error by year"},
+        ),
+        pdf="results/figures/date_error_by_year.pdf",
+    params:
+        kind="date_error_by_year",
+    log:
+        "logs/plots/date_error_by_year.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../../scripts/plot.py"
+
+
+rule plot_ablation_heatmaps:
+    """Layer x head heatmaps of the exact single-head ablation effects."""
+    input:
+        effects="results/tables/head_effects.csv",
+    output:
+        png=report(
+            "results/figures/ablation_heatmaps.png",
+            caption="../report/ablation_heatmaps.rst",
+            category="Head ablation",
+            labels={"figure": "ablation heatmaps"},
+        ),
+        pdf="results/figures/ablation_heatmaps.pdf",
+    params:
+        kind="ablation_heatmaps",
+    log:
+        "logs/plots/ablation_heatmaps.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../../scripts/plot.py"
+
+
+rule plot_importance_vs_ablation:
+    """Gradient importance against the exact ablation effect."""
+    input:
+        effects="results/tables/head_effects.csv",
+        importance="results/tables/head_importance.csv",
+        correlation="results/tables/importance_vs_ablation.csv",
+    output:
+        png=report(
+            "results/figures/importance_vs_ablation.png",
+            caption="../report/importance_vs_ablation.rst",
+            category="Head ablation",
+            labels={"figure": "importance vs ablation"},
+        ),
+        pdf="results/figures/importance_vs_ablation.pdf",
+    params:
+        kind="importance_vs_ablation",
+    log:
+        "logs/plots/importance_vs_ablation.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../../scripts/plot.py"
+
+
+rule plot_pruning_curves:
+    """Accuracy as heads are pruned by importance and at random."""
+    input:
+        pruning="results/tables/pruning_curves.csv",
+    output:
+        png=report(
+            "results/figures/pruning_curves.png",
+            caption="../report/pruning_curves.rst",
+            category="Head ablation",
+            labels={"figure": "pruning curves"},
+        ),
+        pdf="results/figures/pruning_curves.pdf",
+    params:
+        kind="pruning_curves",
+    log:
+        "logs/plots/pruning_curves.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../../scripts/plot.py"
