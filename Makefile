@@ -8,7 +8,7 @@ CORES ?= all
 PROFILE := --workflow-profile workflow/profiles/default
 SNAKEMAKE := $(BIN)/python -m snakemake
 
-.PHONY: setup run report test test-fast lint dry-run clean
+.PHONY: setup run report test test-fast bench lint dry-run clean
 
 setup: $(STAMP)
 
@@ -33,6 +33,11 @@ test: $(STAMP)
 ## test-fast: everything except the tests that need the real SmolLM2 model
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"
+
+## bench: benchmarks on the default model; JSON results with the machine in benchmarks/results/
+bench: $(STAMP)
+	$(SNAKEMAKE) --cores $(CORES) --configfile config/config.yaml $(PROFILE) resources/onnx/smollm2-135m/parity.json
+	$(BIN)/python benchmarks/ablation_sweep.py
 
 lint: $(STAMP)
 	$(SNAKEMAKE) --lint

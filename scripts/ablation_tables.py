@@ -4,29 +4,15 @@ from iclab.rulelog import route_to_log
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 log = route_to_log(sm)
 
-from pathlib import Path
-
 import pandas as pd
 
 from iclab.ablation import importance_vs_effects
+from iclab.cells import read_cell_table
 from iclab.io import write_table
 
-
-def tagged(path: str) -> pd.DataFrame:
-    """A per-cell table with model, task, variant, shots and seed taken from its directory."""
-    cell = Path(path).parent
-    shots, seed = cell.name.removeprefix("shots").split("_seed")
-    frame = pd.read_parquet(path)
-    tags = {"model": cell.parents[2].name, "task": cell.parents[1].name,
-            "variant": cell.parent.name, "shots": int(shots), "seed": int(seed)}
-    for i, (key, value) in enumerate(tags.items()):
-        frame.insert(i, key, value)
-    return frame
-
-
-effects = pd.concat([tagged(p) for p in sm.input.effects], ignore_index=True)
-importance = pd.concat([tagged(p) for p in sm.input.importance], ignore_index=True)
-pruning = pd.concat([tagged(p) for p in sm.input.pruning], ignore_index=True)
+effects = pd.concat([read_cell_table(p) for p in sm.input.effects], ignore_index=True)
+importance = pd.concat([read_cell_table(p) for p in sm.input.importance], ignore_index=True)
+pruning = pd.concat([read_cell_table(p) for p in sm.input.pruning], ignore_index=True)
 correlation = importance_vs_effects(importance, effects)
 write_table(sm.output.effects, effects)
 write_table(sm.output.importance, importance)

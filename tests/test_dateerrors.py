@@ -27,6 +27,9 @@ DATE = "2019-03-07"
     ("!03!07!2018!", "wrong year"),
     ("!04!08!2019!", "wrong month and day"),
     ("", "empty answer"),
+    ("!07!2019!", "month dropped (!DD!YYYY!)"),
+    ("!03!2019!", "day dropped (!MM!YYYY!)"),
+    ("!07!2019!2019!", "wrong number of fields"),
     ("March 7", "other format"),
 ])
 def test_classify(answer, kind):

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -79,7 +80,26 @@ def test_ablation_tables(run_dir):
     pruning = pd.read_csv(tables / "pruning_curves.csv")
     assert len(pruning) == 2 * 3 * 10
     first = pruning[pruning["fraction_removed"] == 0]
-    assert first["accuracy"].nunique() <= 2  # step 0 is the unablated model in every order
+    # step 0 of every order is the unablated model
+    assert first.groupby("model")["mean_gold_logprob"].nunique().eq(1).all()
+
+
+def test_attention_tables(run_dir):
+    tables = run_dir / "results" / "tables"
+    metrics = pd.read_csv(tables / "attention_metrics.csv")
+    assert len(metrics) == 2 * 2 * 8  # models x cells x heads
+    assert (metrics["entropy"] >= 0).all() and metrics["af"].between(0, 1).all()
+    average = pd.read_csv(tables / "attention_head_average.csv")
+    mean_aq = metrics.groupby(["model", "task"])["aq"].mean().sort_index()
+    np.testing.assert_allclose(average.set_index(["model", "task"])["mean_aq"].sort_index(),
+                               mean_aq, rtol=1e-9)
+    induction = pd.read_csv(tables / "induction_scores.csv")
+    assert len(induction) == 2 * 8 and induction["prefix_matching"].between(0, 1).all()
+    correlation = pd.read_csv(tables / "attention_vs_ablation.csv")
+    assert set(correlation["metric"]) == {"aq", "entropy", "af", "prefix_matching"}
+    for model in ("tiny-llama", "tiny-gpt2"):
+        parity = json.loads((run_dir / "resources" / "onnx" / model / "attention_parity.json").read_text())
+        assert parity["passed"] and parity["max_abs_diff_attention"] < 1e-5
 
 
 def test_parity_and_card(run_dir):
@@ -95,7 +115,8 @@ def test_parity_and_card(run_dir):
 def test_figure_and_report(run_dir):
     for name in ("accuracy_vs_shots", "copy_accuracy", "remap_variants", "date_error_types",
                  "date_error_by_year", "ablation_heatmaps", "importance_vs_ablation",
-                 "pruning_curves"):
+                 "pruning_curves", "attention_heatmaps", "attention_rows",
+                 "attention_vs_ablation"):
         png = run_dir / "results" / "figures" / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     proc = snakemake(run_dir, "--report", "report.html")

@@ -13,6 +13,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from iclab.cells import CELL_KEYS
 from iclab.metrics import bootstrap_difference
 from iclab.models import HeadLayout
 from iclab.runtime import Runtime
@@ -186,8 +187,7 @@ def random_order(layout: HeadLayout, seed: int) -> list[tuple[int, int]]:
 
 
 def importance_vs_effects(importance: pd.DataFrame, effects: pd.DataFrame,
-                          keys: Sequence[str] = ("model", "task", "variant", "shots", "seed"),
-                          ) -> pd.DataFrame:
+                          keys: Sequence[str] = tuple(CELL_KEYS)) -> pd.DataFrame:
     """Spearman rank correlation of gradient importance with the exact single-head effect
     (harm = -Δlog-prob, and -Δaccuracy) per model and cell."""
     from scipy.stats import spearmanr

@@ -48,8 +48,10 @@ def check_config(config: dict[str, Any]) -> None:
             if too_many:
                 raise ConfigError(f"tasks.{name}.shots: {too_many} larger than the "
                                   f"demonstration pool ({pool} items)")
-    for i, cell in enumerate(config.get("ablation", {}).get("cells", [])):
-        key = f"ablation.cells[{i}]"
+    cells = [("ablation", c) for c in config.get("ablation", {}).get("cells", [])]
+    cells += [("attention", c) for c in config.get("attention", {}).get("cells", [])]
+    for i, (section, cell) in enumerate(cells):
+        key = f"{section}.cells[{i}]"
         if cell["task"] not in config["tasks"]:
             raise ConfigError(f"{key}.task: {cell['task']!r} is not configured under tasks")
         settings = config["tasks"][cell["task"]]

@@ -29,6 +29,8 @@ def classify(prediction: str, date: str) -> str:
         f"{month}!{day}!{year}!": "missing outer '!'",
         f"!{month}!{day}!{year}": "missing outer '!'",
         f"{month}!{day}!{year}": "missing outer '!'",
+        f"!{day}!{year}!": "month dropped (!DD!YYYY!)",
+        f"!{month}!{year}!": "day dropped (!MM!YYYY!)",
     }
     if p in exact:
         return exact[p]
@@ -42,6 +44,8 @@ def classify(prediction: str, date: str) -> str:
         wrong = [name for name, got, want in zip(("month", "day", "year"), shaped.groups(),
                                                    (month, day, year)) if got != want]
         return "wrong " + " and ".join(wrong)
+    if re.fullmatch(r"!(\d+!)+", p):
+        return "wrong number of fields"
     return "other format"
 
 

@@ -224,3 +224,90 @@ def pruning_curves(pruning: pd.DataFrame, png: str | Path, pdf: str | Path) -> N
         ax.legend(fontsize=7, title=None)
     fig.tight_layout()
     save_figure(fig, png, pdf)
+
+
+ATTENTION_METRICS = [("aq", "attention quality AQ", "RdBu_r"), ("entropy", "entropy H", "mako_r"),
+                     ("af", "focus AF", "rocket_r")]
+
+
+def attention_heatmaps(metrics: pd.DataFrame, induction: pd.DataFrame, png: str | Path,
+                       pdf: str | Path) -> None:
+    """Layer × head heatmaps of AQ, H and AF per model and cell, and of induction scores."""
+    _theme()
+    metrics = metrics.copy()
+    metrics["cell"] = metrics.apply(_cell_label, axis=1)
+    cells = list(dict.fromkeys(metrics["cell"]))
+    models = sorted(induction["model"].unique())
+    rows = len(cells) + len(models)
+    n_layers = int(metrics["layer"].max()) + 1
+    fig, axes = plt.subplots(rows, 3, squeeze=False,
+                             figsize=(3 * (1.5 + 0.35 * metrics["head"].nunique()),
+                                      (1.0 + 0.2 * n_layers) * rows))
+    for row, cell in zip(axes, cells):
+        frame = metrics[metrics["cell"] == cell]
+        for ax, (column, label, cmap) in zip(row, ATTENTION_METRICS):
+            grid = frame.pivot(index="layer", columns="head", values=column)
+            kwargs = {"center": 0} if column == "aq" else {}
+            sns.heatmap(grid, ax=ax, cmap=cmap, cbar_kws={"label": label}, **kwargs)
+            ax.set(title=f"{cell}\n{label}", xlabel="head", ylabel="layer")
+    for row, model in zip(axes[len(cells):], models):
+        grid = induction[induction["model"] == model].pivot(index="layer", columns="head",
+                                                            values="prefix_matching")
+        sns.heatmap(grid, ax=row[0], cmap="viridis", vmin=0, vmax=1,
+                    cbar_kws={"label": "prefix-matching score"})
+        row[0].set(title=f"{model}\ninduction (prefix matching)", xlabel="head", ylabel="layer")
+        for ax in row[1:]:
+            ax.set_visible(False)
+    fig.tight_layout()
+    save_figure(fig, png, pdf)
+
+
+def attention_rows(rows: pd.DataFrame, png: str | Path, pdf: str | Path) -> None:
+    """Attention of the top heads (by AQ) from the answer position over one prompt's tokens."""
+    _theme()
+    rows = rows.copy()
+    rows["cell"] = rows.apply(_cell_label, axis=1)
+    panels = list(dict.fromkeys(zip(rows["cell"], rows["layer"], rows["head"])))
+    width = max(6.0, 0.09 * rows["position"].max())
+    fig, axes = plt.subplots(len(panels), 1, figsize=(width, 1.7 * len(panels)), squeeze=False)
+    for ax, (cell, layer, head) in zip(axes[:, 0], panels):
+        frame = rows[(rows["cell"] == cell) & (rows["layer"] == layer) & (rows["head"] == head)]
+        colors = ["#d55e00" if r else "#0072b2" for r in frame["relevant"]]
+        ax.bar(frame["position"], frame["weight"], color=colors, width=0.9)
+        ax.set_xticks(frame["position"])
+        ax.set_xticklabels([t.replace("Ġ", "·").replace("Ċ", "⏎") for t in frame["token"]],
+                           rotation=90, fontsize=4)
+        ax.set(title=f"{cell} — L{layer}H{head} (orange: relevant tokens R)", ylabel="attention")
+    fig.tight_layout()
+    save_figure(fig, png, pdf)
+
+
+def attention_vs_ablation(metrics: pd.DataFrame, induction: pd.DataFrame,
+                          effects: pd.DataFrame, correlation: pd.DataFrame, png: str | Path,
+                          pdf: str | Path) -> None:
+    """Each attention metric and the induction score against the head's ablation effect."""
+    _theme()
+    keys = ["model", "task", "variant", "shots", "seed"]
+    heads = effects[effects["kind"] == "head"]
+    cells = heads[keys].drop_duplicates().to_dict("records")
+    names = [("aq", "AQ"), ("entropy", "entropy H"), ("af", "focus AF"),
+             ("prefix_matching", "induction score")]
+    fig, axes = plt.subplots(max(1, len(cells)), len(names), squeeze=False,
+                             figsize=(3.4 * len(names), 3.0 * max(1, len(cells))))
+    for row, cell in zip(axes, cells):
+        frame = heads.merge(pd.DataFrame([cell]), on=keys)
+        joined = frame.merge(metrics, on=[*keys, "layer", "head"], how="left").merge(
+            induction[induction["model"] == cell["model"]][["layer", "head", "prefix_matching"]],
+            on=["layer", "head"], how="left")
+        for ax, (column, label) in zip(row, names):
+            if joined[column].isna().all():
+                ax.set_visible(False)
+                continue
+            ax.scatter(joined[column], joined["delta_logprob"], s=8, alpha=0.7)
+            rho = correlation.merge(pd.DataFrame([cell]), on=keys)
+            rho = rho[rho["metric"] == column]["spearman_vs_harm"]
+            title = f"ρ(metric, harm) = {rho.iloc[0]:.2f}" if len(rho) else ""
+            ax.axhline(0, color="0.5", linewidth=0.8)
+            ax.set(xlabel=label, ylabel="Δ mean gold log-prob", title=f"{_cell_label(cell)}\n{title}")
+    fig.tight_layout()
+    save_figure(fig, png, pdf)

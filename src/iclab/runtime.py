@@ -31,14 +31,15 @@ class Runtime:
         return "cuda" if self.provider == PROVIDERS["cuda"] else "cpu"
 
     def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        """Run the graph through IOBinding (inputs copied to the device once, output bound there)."""
+        """Run the graph through IOBinding (inputs copied to the device once, the first output
+        bound there) and return that output on the host."""
         import onnxruntime as ort
 
         binding = self.session.io_binding()
         for name, array in feeds.items():
             value = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(array), self.device, 0)
             binding.bind_ortvalue_input(name, value)
-        binding.bind_output("logprobs", self.device)
+        binding.bind_output(self.session.get_outputs()[0].name, self.device)
         self.session.run_with_iobinding(binding)
         return binding.copy_outputs_to_cpu()[0]
 

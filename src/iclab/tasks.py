@@ -67,6 +67,7 @@ class TaskData:
     items: list[Item]
     test_pool: np.ndarray
     demo_pool: np.ndarray
+    relevance: str = "input"
 
     def max_shots(self) -> int:
         """Largest shot count every test item can get (its own item never among its demos)."""
@@ -88,6 +89,7 @@ class Example:
     variant: str = "default"
     group: str = ""
     choices: tuple[str, ...] = field(default=())
+    relevance: str = "input"  # which tokens are relevant: see `relevant_spans`
 
     @property
     def prompt(self) -> str:
@@ -97,6 +99,30 @@ class Example:
     @property
     def target(self) -> str:
         return f" {self.y}"
+
+    def relevant_spans(self) -> list[tuple[int, int]]:
+        """Character spans in `prompt` of the task's relevant tokens R (seed 000 §3.2).
+
+        `letters`: the test input's letters (copy); `digits`: the test date's digits (date);
+        `labels`: the demonstrations' labels (remap); `input`: the whole test input (custom).
+        """
+        prompt = self.prompt
+        start = len(prompt) - len(f"{self.x}\nOutput:")
+        if self.relevance == "letters":
+            return [(start + i, start + i + 1) for i, c in enumerate(self.x) if c.isalpha()]
+        if self.relevance == "digits":
+            return [(start + i, start + i + 1) for i, c in enumerate(self.x) if c.isdigit()]
+        if self.relevance == "labels":
+            spans, cursor = [], 0
+            for dx, dy in self.demos:
+                cursor += len(f"Input: {dx}\nOutput: ")
+                spans.append((cursor, cursor + len(dy)))
+                cursor += len(dy) + 1
+            return spans
+        return [(start, start + len(self.x))]
+
+
+RELEVANCE = {"copy": "letters", "date": "digits", "remap": "labels", "custom": "input"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -175,11 +201,11 @@ def task_data(name: str, settings: dict, variant: str = "default") -> TaskData:
         raise TaskError(f"task {name!r}: unknown variant {variant!r}; known: {VARIANTS[kind]}")
     if kind == "remap":
         items, test, demo = remap_items(variant)
-        return TaskData(name, variant, items, test, demo)
+        return TaskData(name, variant, items, test, demo, RELEVANCE[kind])
     items = {"copy": copy_items, "date": date_items}.get(kind)
     items = items() if items else load_custom(settings["path"])
     everything = np.arange(len(items))
-    return TaskData(name, variant, items, everything, everything)
+    return TaskData(name, variant, items, everything, everything, RELEVANCE[kind])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -213,7 +239,8 @@ def sample_examples(data: TaskData, n_test: int | None, shots: int, seed: int) -
         examples.append(Example(
             task=data.name, item=int(item), x=it.x, y=it.y,
             demos=tuple((data.items[d].x, data.items[d].y) for d in demo_ids), shots=shots,
-            seed=seed, variant=data.variant, group=it.group, choices=it.choices))
+            seed=seed, variant=data.variant, group=it.group, choices=it.choices,
+            relevance=data.relevance))
     return examples
 
 

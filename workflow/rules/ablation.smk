@@ -93,9 +93,9 @@ rule pruning_curve:
 rule ablation_tables:
     """All models and cells: head effects, importance, their rank correlation, pruning curves."""
     input:
-        effects=[f"{d}/effects.parquet" for d in ablation_dirs()],
-        importance=[f"{d}/importance.parquet" for d in ablation_dirs()],
-        pruning=[f"{d}/pruning.parquet" for d in ablation_dirs()],
+        effects=[f"{d}/effects.parquet" for d in cell_dirs("ablation")],
+        importance=[f"{d}/importance.parquet" for d in cell_dirs("ablation")],
+        pruning=[f"{d}/pruning.parquet" for d in cell_dirs("ablation")],
     output:
         effects="results/tables/head_effects.csv",
         importance="results/tables/head_importance.csv",

@@ -66,6 +66,8 @@ def has_task(kind):
 
 def all_outputs():
     outputs = [f"resources/onnx/{model}/parity.json" for model in MODELS]
+    if ATTENTION["cells"]:
+        outputs += [f"resources/onnx/{model}/attention_parity.json" for model in MODELS]
     outputs += [
         "results/tables/icl_accuracy.csv",
         "results/tables/icl_differences.csv",
@@ -87,18 +89,32 @@ def all_outputs():
         ]
         outputs += figure("ablation_heatmaps") + figure("importance_vs_ablation")
         outputs += figure("pruning_curves")
+    if ATTENTION["cells"]:
+        outputs += [
+            "results/tables/attention_metrics.csv",
+            "results/tables/attention_head_average.csv",
+            "results/tables/induction_scores.csv",
+            "results/tables/attention_vs_ablation.csv",
+        ]
+        outputs += figure("attention_heatmaps") + figure("attention_rows")
+        if ABLATION["cells"]:
+            outputs += figure("attention_vs_ablation")
     return outputs
 
 
 ABLATION = config["ablation"]
 
 
-def ablation_dirs():
-    """results/ablation/{model}/{task}/{variant}/shots{K}_seed{S} for every model and cell."""
+ATTENTION = config["attention"]
+
+
+def cell_dirs(section):
+    """results/{section}/{model}/{task}/{variant}/shots{K}_seed{S} for every model and cell."""
+    settings = config[section]
     return [
-        f"results/ablation/{model}/{c['task']}/{c['variant']}/shots{c['shots']}_seed{ABLATION['seed']}"
+        f"results/{section}/{model}/{c['task']}/{c['variant']}/shots{c['shots']}_seed{settings['seed']}"
         for model in MODELS
-        for c in ABLATION["cells"]
+        for c in settings["cells"]
     ]
 
 

@@ -198,3 +198,82 @@ rule plot_pruning_curves:
         "../../envs/analysis.yaml"
     script:
         "../../scripts/plot.py"
+
+
+rule plot_attention_heatmaps:
+    """Layer x head heatmaps of AQ, entropy, focus and induction scores."""
+    input:
+        metrics="results/tables/attention_metrics.csv",
+        induction="results/tables/induction_scores.csv",
+    output:
+        png=report(
+            "results/figures/attention_heatmaps.png",
+            caption="../report/attention_heatmaps.rst",
+            category="Attention",
+            labels={"figure": "attention heatmaps"},
+        ),
+        pdf="results/figures/attention_heatmaps.pdf",
+    params:
+        kind="attention_heatmaps",
+    log:
+        "logs/plots/attention_heatmaps.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../../scripts/plot.py"
+
+
+rule plot_attention_rows:
+    """Example attention rows of the top heads over the prompt tokens."""
+    input:
+        rows="results/tables/attention_rows.csv",
+    output:
+        png=report(
+            "results/figures/attention_rows.png",
+            caption="../report/attention_rows.rst",
+            category="Attention",
+            labels={"figure": "attention rows"},
+        ),
+        pdf="results/figures/attention_rows.pdf",
+    params:
+        kind="attention_rows",
+    log:
+        "logs/plots/attention_rows.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../../scripts/plot.py"
+
+
+rule plot_attention_vs_ablation:
+    """Attention metrics and induction scores against ablation effects."""
+    input:
+        metrics="results/tables/attention_metrics.csv",
+        induction="results/tables/induction_scores.csv",
+        effects="results/tables/head_effects.csv",
+        correlation="results/tables/attention_vs_ablation.csv",
+    output:
+        png=report(
+            "results/figures/attention_vs_ablation.png",
+            caption="../report/attention_vs_ablation.rst",
+            category="Attention",
+            labels={"figure": "attention vs ablation"},
+        ),
+        pdf="results/figures/attention_vs_ablation.pdf",
+    params:
+        kind="attention_vs_ablation",
+    log:
+        "logs/plots/attention_vs_ablation.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../../scripts/plot.py"

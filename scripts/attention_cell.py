@@ -1,0 +1,48 @@
+"""Rule attention_cell: AQ, entropy and focus per head and example; rows of the top heads."""
+from iclab.rulelog import route_to_log
+
+sm = snakemake  # noqa: F821 (provided by Snakemake)
+log = route_to_log(sm)
+
+from pathlib import Path
+
+import pandas as pd
+from transformers import AutoTokenizer
+
+from iclab.attention import head_metrics, prompt_attention
+from iclab.io import write_table
+from iclab.runtime import create_runtime
+from iclab.tasks import build_examples
+
+wc, settings, runtime_cfg = sm.wildcards, sm.params.attention, sm.params.runtime
+tokenizer = AutoTokenizer.from_pretrained(Path(sm.input.card).parent)
+examples = build_examples(wc.task, settings["n_test"], int(wc.shots), int(wc.seed),
+                          variant=wc.variant, settings=sm.params.task_settings)
+runtime = create_runtime(sm.input.onnx, runtime_cfg["provider"], sm.threads, runtime_cfg["fp16"])
+metric_rows, kept = [], []
+for ex, ids, relevant, attention in prompt_attention(runtime, tokenizer, examples,
+                                                     runtime_cfg["token_budget"],
+                                                     runtime_cfg["max_batch"]):
+    metrics = head_metrics(attention, relevant)
+    layers, heads = metrics["aq"].shape
+    for layer in range(layers):
+        for head in range(heads):
+            metric_rows.append({"item": ex.item, "layer": layer, "head": head,
+                                "relevant_tokens": int(relevant.sum()), "prompt_tokens": len(ids),
+                                **{name: float(values[layer, head])
+                                   for name, values in metrics.items()}})
+    if not kept:  # the first example's rows, kept for the figure of example attention rows
+        kept = [(ex, ids, relevant, attention)]
+metrics = pd.DataFrame(metric_rows)
+metrics["provider"] = runtime.provider
+top = (metrics.groupby(["layer", "head"])["aq"].mean().sort_values(ascending=False)
+       .head(settings["top_heads"]).index)
+ex, ids, relevant, attention = kept[0]
+tokens = tokenizer.convert_ids_to_tokens(ids)
+rows = pd.DataFrame([{"item": ex.item, "layer": layer, "head": head, "position": t,
+                      "token": tokens[t], "relevant": bool(relevant[t]),
+                      "weight": float(attention[layer, head, t])}
+                     for layer, head in top for t in range(len(ids))])
+write_table(sm.output.metrics, metrics)
+write_table(sm.output.rows, rows)
+log.info("top heads by AQ: %s", list(top))

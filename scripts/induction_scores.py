@@ -1,0 +1,34 @@
+"""Rule induction_scores: prefix-matching score per head on repeated random tokens."""
+from iclab.rulelog import route_to_log
+
+sm = snakemake  # noqa: F821 (provided by Snakemake)
+log = route_to_log(sm)
+
+from pathlib import Path
+
+import pandas as pd
+from transformers import AutoTokenizer
+
+from iclab.attention import attention_feeds, induction_sequences, prefix_matching_score
+from iclab.io import read_json, write_table
+from iclab.runtime import create_runtime
+from iclab.scoring import pad_token_id
+
+settings, runtime_cfg = sm.params.attention, sm.params.runtime
+card = read_json(sm.input.card)
+tokenizer = AutoTokenizer.from_pretrained(Path(sm.input.card).parent)
+length = settings["induction_length"]
+sequences = induction_sequences(card["vocab_size"], length, settings["induction_sequences"],
+                                settings["seed"], tokenizer.bos_token_id)
+offset = 1 if tokenizer.bos_token_id is not None else 0
+queries = [list(range(offset + length, offset + 2 * length))] * len(sequences)
+runtime = create_runtime(sm.input.onnx, runtime_cfg["provider"], sm.threads, runtime_cfg["fp16"])
+attention = runtime.run(attention_feeds(sequences.tolist(), queries, pad_token_id(tokenizer)))
+scores = prefix_matching_score(attention, length, offset).mean(axis=0)  # [layers, heads]
+table = pd.DataFrame([{"layer": l, "head": h, "prefix_matching": float(scores[l, h])}
+                      for l in range(scores.shape[0]) for h in range(scores.shape[1])])
+table["sequences"], table["length"], table["seed"] = len(sequences), length, settings["seed"]
+table["provider"] = runtime.provider
+write_table(sm.output[0], table)
+log.info("top induction heads:\n%s",
+         table.sort_values("prefix_matching", ascending=False).head(10).to_string())

@@ -1,0 +1,104 @@
+"""Attention analysis: seed 000 metrics by hand, relevant-token spans against the tokenizer,
+induction scores of a perfect induction pattern, attention-graph parity with PyTorch."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from iclab.attention import (attention_entropy, attention_feeds, attention_focus,
+                             attention_quality, export_attention_onnx, head_metrics,
+                             induction_sequences, prefix_matching_score, relevant_token_mask,
+                             torch_attention)
+from iclab.runtime import create_runtime
+from iclab.tasks import build_examples
+
+
+def test_metrics_by_hand():
+    a = np.array([0.5, 0.25, 0.25, 0.0])
+    r = np.array([True, False, False, False])
+    assert attention_quality(a, r) == pytest.approx(0.5 - 0.5 / 3)
+    assert attention_focus(a, r) == pytest.approx(0.5)
+    assert attention_entropy(a) == pytest.approx(-(0.5 * math.log(0.5) + 0.5 * math.log(0.25)))
+    two = np.array([True, True, False, False])
+    assert attention_quality(a, two) == pytest.approx(0.75 - 0.25 / 2)
+    assert attention_focus(a, two) == pytest.approx(0.375)
+
+
+def test_metric_edge_cases():
+    a = np.array([0.2, 0.3, 0.5])
+    everything = np.ones(3, dtype=bool)
+    assert attention_quality(a, everything) == pytest.approx(1.0)  # |R| = L: no irrelevant term
+    assert attention_focus(a, everything) == pytest.approx(1 / 3)
+    nothing = np.zeros(3, dtype=bool)
+    assert attention_quality(a, nothing) == pytest.approx(-1 / 3)
+    assert attention_focus(a, nothing) == 0.0
+    one_hot = np.array([0.0, 1.0, 0.0])
+    assert attention_entropy(one_hot) == 0.0  # 0 log 0 = 0, no NaN
+    assert attention_entropy(np.full(4, 0.25)) == pytest.approx(math.log(4))
+
+
+def test_head_metrics_shape_and_average():
+    rng = np.random.default_rng(0)
+    attention = rng.dirichlet(np.ones(6), size=(2, 3))  # [layers, heads, T]
+    relevant = np.array([1, 0, 1, 0, 0, 0], dtype=bool)
+    metrics = head_metrics(attention, relevant)
+    assert metrics["aq"].shape == (2, 3)
+    assert metrics["af"][1, 2] == pytest.approx(attention[1, 2, [0, 2]].mean())
+
+
+@pytest.mark.parametrize("task,variant", [("copy", "default"), ("date", "default"),
+                                          ("remap", "semantic"), ("remap", "symbols")])
+def test_relevant_spans_against_tokenizer(tokenizer, task, variant):
+    for ex in build_examples(task, 3, 3, seed=0, variant=variant):
+        tokens = tokenizer(ex.prompt, return_offsets_mapping=True)
+        mask = relevant_token_mask(tokens["offset_mapping"], ex.relevant_spans(),
+                                   len(tokens["input_ids"]))
+        chosen = tokenizer.decode([t for t, m in zip(tokens["input_ids"], mask) if m])
+        if task == "copy":
+            assert chosen == ex.x.replace(", ", "")
+        elif task == "date":
+            assert chosen == ex.x.replace("-", "")
+        else:
+            assert chosen == "".join(dy for _, dy in ex.demos)
+
+
+def test_relevant_mask_counts_partial_overlap():
+    offsets = [(0, 3), (3, 5), (5, 5), (5, 9)]
+    assert relevant_token_mask(offsets, [(4, 6)], 4).tolist() == [False, True, False, True]
+
+
+def test_perfect_induction_head_scores_one():
+    length, offset = 5, 1
+    total = offset + 2 * length
+    attention = np.zeros((length, total))
+    for i in range(length):  # query at offset+length+i attends to the token after its copy
+        attention[i, offset + i + 1] = 1.0
+    assert prefix_matching_score(attention, length, offset) == pytest.approx(1.0)
+    uniform = np.tril(np.ones((total, total)))[offset + length:]
+    uniform /= uniform.sum(-1, keepdims=True)
+    assert prefix_matching_score(uniform, length, offset) < 0.2
+
+
+def test_induction_sequences():
+    seqs = induction_sequences(5000, 20, 3, seed=1, bos_id=1)
+    assert seqs.shape == (3, 41) and (seqs[:, 0] == 1).all()
+    assert (seqs[:, 1:21] == seqs[:, 21:]).all()
+    assert all(len(set(row[1:21])) == 20 for row in seqs)
+    assert seqs[:, 1:].min() >= 1000 and seqs[:, 1:].max() < 4500
+
+
+def test_attention_graph_parity(tiny, tokenizer, tmp_path):
+    arch, model, _ = tiny
+    path = export_attention_onnx(model, tmp_path / f"attention-{arch}.onnx")
+    prompts = [tokenizer(e.prompt).input_ids for e in build_examples("copy", 3, 1, seed=0)]
+    prompts[1] = prompts[1][:20]
+    feeds = attention_feeds(prompts, [[len(p) - 1, len(p) - 4] for p in prompts], 0)
+    onnx_rows = create_runtime(path, "cpu", 1).run(feeds)
+    assert onnx_rows.shape == (3, 2, 4, 2, max(len(p) for p in prompts))
+    np.testing.assert_allclose(onnx_rows, torch_attention(model, feeds), atol=1e-5)
+    # rows are distributions over the unpadded prefix (causal: nothing after the query)
+    np.testing.assert_allclose(onnx_rows.sum(-1), 1.0, atol=1e-5)
+    assert onnx_rows[1, :, :, 0, 20:].max() == 0.0

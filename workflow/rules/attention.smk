@@ -1,0 +1,94 @@
+ATTENTION_DIR = "results/attention/{model}/{task}/{variant}/shots{shots}_seed{seed}"
+
+
+rule export_attention:
+    """Second ONNX graph: attention rows of chosen query positions; parity vs PyTorch eager."""
+    input:
+        card="resources/models/{model}/model.json",
+    output:
+        onnx="resources/onnx/{model}/attention.onnx",
+        parity="resources/onnx/{model}/attention_parity.json",
+    params:
+        export=config["export"],
+    log:
+        "logs/export_attention/{model}.log",
+    threads: RUNTIME["threads"]
+    resources:
+        mem_mb=8000,
+    conda:
+        "../../envs/inference.yaml"
+    script:
+        "../../scripts/export_attention.py"
+
+
+rule attention_cell:
+    """AQ, entropy and focus of every head at the answer position, per example."""
+    input:
+        card="resources/models/{model}/model.json",
+        onnx="resources/onnx/{model}/attention.onnx",
+        parity="resources/onnx/{model}/attention_parity.json",
+        task_files=task_files,
+    output:
+        metrics=f"{ATTENTION_DIR}/metrics.parquet",
+        rows=f"{ATTENTION_DIR}/rows.parquet",
+    params:
+        task_settings=lambda wc: TASKS[wc.task],
+        attention=ATTENTION,
+        runtime=RUNTIME,
+    log:
+        f"logs/attention/{{model}}/{{task}}/{{variant}}/shots{{shots}}_seed{{seed}}.log",
+    threads: RUNTIME["threads"]
+    resources:
+        mem_mb=6000,
+        gpu=USES_GPU,
+    conda:
+        "../../envs/inference.yaml"
+    script:
+        "../../scripts/attention_cell.py"
+
+
+rule induction_scores:
+    """Prefix-matching score of every head on repeated random tokens (Olsson et al. 2022)."""
+    input:
+        card="resources/models/{model}/model.json",
+        onnx="resources/onnx/{model}/attention.onnx",
+        parity="resources/onnx/{model}/attention_parity.json",
+    output:
+        "results/attention/{model}/induction.parquet",
+    params:
+        attention=ATTENTION,
+        runtime=RUNTIME,
+    log:
+        "logs/attention/{model}/induction.log",
+    threads: RUNTIME["threads"]
+    resources:
+        mem_mb=6000,
+        gpu=USES_GPU,
+    conda:
+        "../../envs/inference.yaml"
+    script:
+        "../../scripts/induction_scores.py"
+
+
+rule attention_tables:
+    """Per-head attention metrics, head averages, induction scores and their link to ablation."""
+    input:
+        metrics=[f"{d}/metrics.parquet" for d in cell_dirs("attention")],
+        rows=[f"{d}/rows.parquet" for d in cell_dirs("attention")],
+        induction=[f"results/attention/{model}/induction.parquet" for model in MODELS],
+        effects=["results/tables/head_effects.csv"] if ABLATION["cells"] else [],
+    output:
+        metrics="results/tables/attention_metrics.csv",
+        average="results/tables/attention_head_average.csv",
+        induction="results/tables/induction_scores.csv",
+        correlation="results/tables/attention_vs_ablation.csv",
+        rows="results/tables/attention_rows.csv",
+    log:
+        "logs/attention_tables.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../../scripts/attention_tables.py"
