@@ -17,6 +17,7 @@ include: "workflow/rules/inference.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/ablation.smk"
 include: "workflow/rules/attention.smk"
+include: "workflow/rules/dualform.smk"
 include: "workflow/rules/figures.smk"
 
 

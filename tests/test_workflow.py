@@ -102,6 +102,17 @@ def test_attention_tables(run_dir):
         assert parity["passed"] and parity["max_abs_diff_attention"] < 1e-5
 
 
+def test_dualform_tables(run_dir):
+    tables = run_dir / "results" / "tables"
+    summary = pd.read_csv(tables / "dualform_summary.csv")
+    assert sorted(summary["model_kind"]) == ["control", "control", "trained", "trained"]
+    assert summary[["accuracy_zsl", "accuracy_icl", "accuracy_ft"]].stack().between(0, 1).all()
+    assert summary["learning_rate"].isin([0.001, 0.1]).all()
+    layers = pd.read_csv(tables / "dualform_layers.csv")
+    assert len(layers) == 2 * 2 * 2  # models x kinds x layers
+    assert layers["simaou"].between(-1, 1).all()
+
+
 def test_parity_and_card(run_dir):
     for model in ("tiny-llama", "tiny-gpt2"):
         parity = json.loads((run_dir / "resources" / "onnx" / model / "parity.json").read_text())
@@ -116,7 +127,7 @@ def test_figure_and_report(run_dir):
     for name in ("accuracy_vs_shots", "copy_accuracy", "remap_variants", "date_error_types",
                  "date_error_by_year", "ablation_heatmaps", "importance_vs_ablation",
                  "pruning_curves", "attention_heatmaps", "attention_rows",
-                 "attention_vs_ablation"):
+                 "attention_vs_ablation", "dualform_layers", "dualform_accuracy"):
         png = run_dir / "results" / "figures" / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     proc = snakemake(run_dir, "--report", "report.html")

@@ -1,4 +1,4 @@
-"""Per-cell result files: `results/{section}/{model}/{task}/{variant}/shots{K}_seed{S}/*.parquet`."""
+"""Per-cell result files: `results/{section}/{model}/{task}/{variant}/shots{K}_seed{S}/*`."""
 
 from __future__ import annotations
 
@@ -9,13 +9,17 @@ import pandas as pd
 CELL_KEYS = ["model", "task", "variant", "shots", "seed"]
 
 
-def read_cell_table(path: str | Path) -> pd.DataFrame:
-    """A per-cell table with its model, task, variant, shots and seed (from the path) in front."""
+def cell_tags(path: str | Path) -> dict:
+    """Model, task, variant, shots and seed of a per-cell file, read from its directory."""
     cell = Path(path).parent
     shots, seed = cell.name.removeprefix("shots").split("_seed")
-    frame = pd.read_parquet(path)
-    tags = dict(zip(CELL_KEYS, (cell.parents[2].name, cell.parents[1].name, cell.parent.name,
+    return dict(zip(CELL_KEYS, (cell.parents[2].name, cell.parents[1].name, cell.parent.name,
                                 int(shots), int(seed))))
-    for i, (key, value) in enumerate(tags.items()):
+
+
+def read_cell_table(path: str | Path) -> pd.DataFrame:
+    """A per-cell parquet table with its cell tags as leading columns."""
+    frame = pd.read_parquet(path)
+    for i, (key, value) in enumerate(cell_tags(path).items()):
         frame.insert(i, key, value)
     return frame

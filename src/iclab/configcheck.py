@@ -21,6 +21,14 @@ def task_variants(name: str, settings: dict) -> list[str]:
     return list(settings.get("variants") or VARIANTS[task_type(name, settings)])
 
 
+def has_choices(name: str, settings: dict) -> bool:
+    """Whether every item of the task carries candidate answers (classification)."""
+    kind = task_type(name, settings)
+    if kind == "custom":
+        return all(item.choices for item in load_custom(settings["path"]))
+    return kind == "remap"
+
+
 def check_config(config: dict[str, Any]) -> None:
     names = [m["name"] for m in config["models"]]
     duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -50,6 +58,12 @@ def check_config(config: dict[str, Any]) -> None:
                                   f"demonstration pool ({pool} items)")
     cells = [("ablation", c) for c in config.get("ablation", {}).get("cells", [])]
     cells += [("attention", c) for c in config.get("attention", {}).get("cells", [])]
+    for i, cell in enumerate(config.get("dualform", {}).get("cells", [])):
+        settings = config["tasks"].get(cell["task"])
+        if settings is not None and not has_choices(cell["task"], settings):
+            raise ConfigError(f"dualform.cells[{i}].task: {cell['task']!r} has no candidate "
+                              "answers; use remap or a custom task whose rows have choices")
+        cells.append(("dualform", cell))
     for i, (section, cell) in enumerate(cells):
         key = f"{section}.cells[{i}]"
         if cell["task"] not in config["tasks"]:

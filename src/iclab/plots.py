@@ -311,3 +311,49 @@ def attention_vs_ablation(metrics: pd.DataFrame, induction: pd.DataFrame,
             ax.set(xlabel=label, ylabel="Δ mean gold log-prob", title=f"{_cell_label(cell)}\n{title}")
     fig.tight_layout()
     save_figure(fig, png, pdf)
+
+
+DUALFORM_PANELS = [("simaou", "simaou_random", "SimAOU", "random update"),
+                   ("simam_icl_ft", "simam_zsl_ft", "SimAM (ICL vs FT)", "ZSL vs FT"),
+                   ("kendall", None, "Kendall τ", None)]
+
+
+def dualform_layers(layers: pd.DataFrame, png: str | Path, pdf: str | Path) -> None:
+    """SimAOU, SimAM and Kendall by layer: trained model vs random-init control, with baselines."""
+    _theme()
+    layers = layers.copy()
+    layers["cell"] = layers.apply(_cell_label, axis=1)
+    cells = list(dict.fromkeys(layers["cell"]))
+    fig, axes = plt.subplots(len(cells), 3, figsize=(13, 3.3 * len(cells)), squeeze=False)
+    colors = {"trained": "#0072b2", "control": "#d55e00"}
+    for row, cell in zip(axes, cells):
+        frame = layers[layers["cell"] == cell]
+        for ax, (metric, baseline, label, baseline_label) in zip(row, DUALFORM_PANELS):
+            for kind, part in frame.groupby("model_kind", sort=False):
+                ax.plot(part["layer"], part[metric], marker=".", color=colors[kind],
+                        label=f"{kind} model")
+                if baseline:
+                    ax.plot(part["layer"], part[baseline], linestyle=":", color=colors[kind],
+                            label=f"{kind}: {baseline_label}")
+            ax.axhline(0, color="0.5", linewidth=0.8)
+            ax.set(title=f"{cell}\n{label}", xlabel="layer", ylabel=label)
+            ax.legend(fontsize=6)
+    fig.tight_layout()
+    save_figure(fig, png, pdf)
+
+
+def dualform_accuracy(summary: pd.DataFrame, png: str | Path, pdf: str | Path) -> None:
+    """Accuracy of zero-shot, ICL and k/v-finetuned settings, trained model vs control."""
+    _theme()
+    summary = summary.copy()
+    summary["cell"] = summary.apply(_cell_label, axis=1) + " · " + summary["model_kind"]
+    long = summary.melt(id_vars=["cell"], value_vars=["accuracy_zsl", "accuracy_icl",
+                                                      "accuracy_ft"],
+                        var_name="setting", value_name="accuracy")
+    long["setting"] = long["setting"].str.removeprefix("accuracy_").str.upper()
+    fig, ax = plt.subplots(figsize=(max(5.0, 2.2 * summary["cell"].nunique()), 3.6))
+    sns.barplot(data=long, x="cell", y="accuracy", hue="setting", palette="colorblind", ax=ax)
+    ax.set(xlabel="", ylabel="choice accuracy", ylim=(0, 1.05),
+           title="Zero-shot vs ICL vs finetuned key/value projections")
+    ax.tick_params(axis="x", labelsize=7)
+    save_figure(fig, png, pdf)

@@ -233,7 +233,7 @@ def sample_examples(data: TaskData, n_test: int | None, shots: int, seed: int) -
     examples = []
     for item in test_ids:
         pool = data.demo_pool[data.demo_pool != item]
-        demo_ids = (_balanced_draw(rng, pool, data.items, shots) if balanced
+        demo_ids = (balanced_draw(rng, pool, data.items, shots) if balanced
                     else rng.choice(pool, size=shots, replace=False))
         it = data.items[item]
         examples.append(Example(
@@ -244,7 +244,7 @@ def sample_examples(data: TaskData, n_test: int | None, shots: int, seed: int) -
     return examples
 
 
-def _balanced_draw(rng: np.random.Generator, pool: np.ndarray, items: list[Item],
+def balanced_draw(rng: np.random.Generator, pool: np.ndarray, items: list[Item],
                    shots: int) -> list[int]:
     """`shots` pool indices spread as evenly as possible over item groups, shuffled."""
     groups = sorted({items[i].group for i in pool})

@@ -99,6 +99,9 @@ def all_outputs():
         outputs += figure("attention_heatmaps") + figure("attention_rows")
         if ABLATION["cells"]:
             outputs += figure("attention_vs_ablation")
+    if DUALFORM["cells"]:
+        outputs += ["results/tables/dualform_summary.csv", "results/tables/dualform_layers.csv"]
+        outputs += figure("dualform_layers") + figure("dualform_accuracy")
     return outputs
 
 
@@ -106,6 +109,7 @@ ABLATION = config["ablation"]
 
 
 ATTENTION = config["attention"]
+DUALFORM = config["dualform"]
 
 
 def cell_dirs(section):

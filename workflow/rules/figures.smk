@@ -277,3 +277,53 @@ rule plot_attention_vs_ablation:
         "../../envs/analysis.yaml"
     script:
         "../../scripts/plot.py"
+
+
+rule plot_dualform_layers:
+    """SimAOU, SimAM and Kendall by layer with controls."""
+    input:
+        layers="results/tables/dualform_layers.csv",
+    output:
+        png=report(
+            "results/figures/dualform_layers.png",
+            caption="../report/dualform_layers.rst",
+            category="ICL as finetuning",
+            labels={"figure": "dual-form metrics by layer"},
+        ),
+        pdf="results/figures/dualform_layers.pdf",
+    params:
+        kind="dualform_layers",
+    log:
+        "logs/plots/dualform_layers.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../../scripts/plot.py"
+
+
+rule plot_dualform_accuracy:
+    """Accuracy of ZSL, ICL and FT for the model and the control."""
+    input:
+        summary="results/tables/dualform_summary.csv",
+    output:
+        png=report(
+            "results/figures/dualform_accuracy.png",
+            caption="../report/dualform_accuracy.rst",
+            category="ICL as finetuning",
+            labels={"figure": "ZSL / ICL / FT accuracy"},
+        ),
+        pdf="results/figures/dualform_accuracy.pdf",
+    params:
+        kind="dualform_accuracy",
+    log:
+        "logs/plots/dualform_accuracy.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../../scripts/plot.py"

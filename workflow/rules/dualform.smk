@@ -1,0 +1,44 @@
+DUALFORM_DIR = "results/dualform/{model}/{task}/{variant}/shots{shots}_seed{seed}"
+
+
+rule dualform_cell:
+    """ZSL vs ICL vs FT (k/v projections, SGD) on one cell, for the model and a random control."""
+    input:
+        card="resources/models/{model}/model.json",
+        task_files=task_files,
+    output:
+        per_item=f"{DUALFORM_DIR}/items.parquet",
+        layers=f"{DUALFORM_DIR}/layers.parquet",
+        summary=f"{DUALFORM_DIR}/summary.json",
+    params:
+        task_settings=lambda wc: TASKS[wc.task],
+        dualform=DUALFORM,
+    log:
+        f"logs/dualform/{{model}}/{{task}}/{{variant}}/shots{{shots}}_seed{{seed}}.log",
+    threads: RUNTIME["threads"]
+    resources:
+        mem_mb=8000,
+        gpu=USES_GPU,
+    conda:
+        "../../envs/inference.yaml"
+    script:
+        "../../scripts/dualform_cell.py"
+
+
+rule dualform_tables:
+    """Rec2FTP, SimAOU, SimAM, Kendall and accuracies for every model, cell and control."""
+    input:
+        layers=[f"{d}/layers.parquet" for d in cell_dirs("dualform")],
+        summaries=[f"{d}/summary.json" for d in cell_dirs("dualform")],
+    output:
+        summary="results/tables/dualform_summary.csv",
+        layers="results/tables/dualform_layers.csv",
+    log:
+        "logs/dualform_tables.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../../scripts/dualform_tables.py"
