@@ -20,8 +20,11 @@ layout = HeadLayout(card["layers"], card["heads"], card["head_dim"])
 tokenizer = AutoTokenizer.from_pretrained(Path(sm.input.card).parent)
 examples = build_examples(wc.task, ablation["n_test"], int(wc.shots), int(wc.seed),
                           variant=wc.variant, settings=sm.params.task_settings)
-conditions = ([Condition()] if wc.shard == "baseline"
-              else layer_conditions(layout, int(wc.shard.removeprefix("layer"))))
+if wc.shard == "baseline":
+    conditions = [Condition()]
+else:
+    first, last = (int(v) for v in wc.shard.removeprefix("layers").split("-"))
+    conditions = [c for layer in range(first, last + 1) for c in layer_conditions(layout, layer)]
 runtime = create_runtime(sm.input.onnx, runtime_cfg["provider"], sm.threads, runtime_cfg["fp16"])
 results = sweep(runtime, tokenizer, examples, conditions, layout, runtime_cfg["token_budget"],
                 runtime_cfg["max_batch"])

@@ -2,7 +2,7 @@ ABLATION_DIR = "results/ablation/{model}/{task}/{variant}/shots{shots}_seed{seed
 
 
 rule ablation_shard:
-    """One shard of the exact sweep: the baseline, or every head and the whole of one layer."""
+    """One shard of the exact sweep: the baseline, or every head and whole layer of a layer range."""
     input:
         card="resources/models/{model}/model.json",
         onnx="resources/onnx/{model}/model.onnx",

@@ -37,7 +37,7 @@ wildcard_constraints:
     task="|".join(TASKS),
     variant=r"[a-z]+",
     shots=r"\d+",
-    shard=r"baseline|layer\d+",
+    shard=r"baseline|layers\d+-\d+",
     seed=r"\d+",
 
 
@@ -133,8 +133,10 @@ def model_layers(model):
 
 def ablation_shards(wildcards):
     base = f"results/ablation/{wildcards.model}/{wildcards.task}/{wildcards.variant}/shots{wildcards.shots}_seed{wildcards.seed}"
+    layers, step = model_layers(wildcards.model), ABLATION["layers_per_shard"]
     return [f"{base}/baseline.parquet"] + [
-        f"{base}/layer{layer}.parquet" for layer in range(model_layers(wildcards.model))
+        f"{base}/layers{start}-{min(start + step, layers) - 1}.parquet"
+        for start in range(0, layers, step)
     ]
 
 
