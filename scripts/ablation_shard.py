@@ -4,22 +4,14 @@ from iclab.rulelog import route_to_log
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 log = route_to_log(sm)
 
-from pathlib import Path
-
-from transformers import AutoTokenizer
-
 from iclab.ablation import Condition, layer_conditions, sweep
-from iclab.io import read_json, write_table
-from iclab.models import HeadLayout
+from iclab.cells import cell_examples, saved_model_info
+from iclab.io import write_table
 from iclab.runtime import create_runtime
-from iclab.tasks import build_examples
 
 wc, ablation, runtime_cfg = sm.wildcards, sm.params.ablation, sm.params.runtime
-card = read_json(sm.input.card)
-layout = HeadLayout(card["layers"], card["heads"], card["head_dim"])
-tokenizer = AutoTokenizer.from_pretrained(Path(sm.input.card).parent)
-examples = build_examples(wc.task, ablation["n_test"], int(wc.shots), int(wc.seed),
-                          variant=wc.variant, settings=sm.params.task_settings)
+card, layout, tokenizer = saved_model_info(sm.input.card)
+examples = cell_examples(wc, sm.params.task_settings, ablation["n_test"])
 if wc.shard == "baseline":
     conditions = [Condition()]
 else:

@@ -4,20 +4,16 @@ from iclab.rulelog import route_to_log
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 log = route_to_log(sm)
 
-from pathlib import Path
-
 import pandas as pd
-from transformers import AutoTokenizer
 
 from iclab.attention import head_metrics, prompt_attention
+from iclab.cells import cell_examples, saved_model_info
 from iclab.io import write_table
 from iclab.runtime import create_runtime
-from iclab.tasks import build_examples
 
 wc, settings, runtime_cfg = sm.wildcards, sm.params.attention, sm.params.runtime
-tokenizer = AutoTokenizer.from_pretrained(Path(sm.input.card).parent)
-examples = build_examples(wc.task, settings["n_test"], int(wc.shots), int(wc.seed),
-                          variant=wc.variant, settings=sm.params.task_settings)
+_, _, tokenizer = saved_model_info(sm.input.card)
+examples = cell_examples(wc, sm.params.task_settings, settings["n_test"])
 runtime = create_runtime(sm.input.onnx, runtime_cfg["provider"], sm.threads, runtime_cfg["fp16"])
 metric_rows, kept = [], []
 for ex, ids, relevant, attention in prompt_attention(runtime, tokenizer, examples,

@@ -4,19 +4,16 @@ from iclab.rulelog import route_to_log
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 log = route_to_log(sm)
 
-from pathlib import Path
-
 import pandas as pd
-from transformers import AutoTokenizer
 
 from iclab.attention import attention_feeds, induction_sequences, prefix_matching_score
-from iclab.io import read_json, write_table
+from iclab.cells import saved_model_info
+from iclab.io import write_table
 from iclab.runtime import create_runtime
 from iclab.scoring import pad_token_id
 
 settings, runtime_cfg = sm.params.attention, sm.params.runtime
-card = read_json(sm.input.card)
-tokenizer = AutoTokenizer.from_pretrained(Path(sm.input.card).parent)
+card, _, tokenizer = saved_model_info(sm.input.card)
 length = settings["induction_length"]
 sequences = induction_sequences(card["vocab_size"], length, settings["induction_sequences"],
                                 settings["seed"], tokenizer.bos_token_id)

@@ -4,25 +4,16 @@ from iclab.rulelog import route_to_log
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 log = route_to_log(sm)
 
-from pathlib import Path
-
-from transformers import AutoTokenizer
-
-from iclab.io import read_json, sha256_file, write_json, write_table
-from iclab.models import HeadLayout
+from iclab.cells import cell_examples, saved_model_info
+from iclab.io import sha256_file, write_json, write_table
 from iclab.provenance import machine, package_versions
 from iclab.runtime import create_runtime
 from iclab.scoring import score_examples
-from iclab.tasks import build_examples
 
 runtime_cfg, task_cfg = sm.params.runtime, sm.params.task_settings
-card = read_json(sm.input.card)
-layout = HeadLayout(card["layers"], card["heads"], card["head_dim"])
-tokenizer = AutoTokenizer.from_pretrained(Path(sm.input.card).parent)
-
+card, layout, tokenizer = saved_model_info(sm.input.card)
 shots, seed = int(sm.wildcards.shots), int(sm.wildcards.seed)
-examples = build_examples(sm.wildcards.task, task_cfg["n_test"], shots, seed,
-                          variant=sm.wildcards.variant, settings=task_cfg)
+examples = cell_examples(sm.wildcards, task_cfg, task_cfg["n_test"])
 runtime = create_runtime(sm.input.onnx, runtime_cfg["provider"], sm.threads, runtime_cfg["fp16"])
 samples = score_examples(runtime, tokenizer, examples, layout, runtime_cfg["token_budget"],
                          runtime_cfg["max_batch"], temperature=task_cfg["temperature"])

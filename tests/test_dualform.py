@@ -92,3 +92,14 @@ def test_compare_settings_runs_end_to_end(tiny, tokenizer):
     assert len(items) == 4 and set(layers["layer"]) == {0, 1}
     assert summary["learning_rate"] == 0.01
     assert layers["simaou"].between(-1, 1).all() and layers["kendall"].notna().all()
+
+
+def test_learning_rate_rule(monkeypatch):
+    """Best validation accuracy wins; ties go to the larger rate."""
+    import iclab.dualform as dualform
+
+    accuracy = {1e-4: 0.5, 1e-3: 0.75, 1e-2: 0.75, 1e-1: 0.25}
+    monkeypatch.setattr(dualform, "finetune_kv", lambda model, tok, demos, lr: lr)
+    monkeypatch.setattr(dualform, "choice_accuracy", lambda lr, tok, items: accuracy[lr])
+    lr, scores = dualform.select_learning_rate(None, None, (), [], list(accuracy))
+    assert lr == 1e-2 and scores == accuracy

@@ -23,3 +23,23 @@ def read_cell_table(path: str | Path) -> pd.DataFrame:
     for i, (key, value) in enumerate(cell_tags(path).items()):
         frame.insert(i, key, value)
     return frame
+
+
+def cell_examples(wildcards, task_settings: dict, n_test: int | None):
+    """The examples of the cell named by a rule's wildcards (task, variant, shots, seed)."""
+    from iclab.tasks import build_examples
+
+    return build_examples(wildcards.task, n_test, int(wildcards.shots), int(wildcards.seed),
+                          variant=wildcards.variant, settings=task_settings)
+
+
+def saved_model_info(card_path: str | Path):
+    """`(card, HeadLayout, tokenizer)` of a model saved by `acquire_model` (weights not loaded)."""
+    from transformers import AutoTokenizer
+
+    from iclab.io import read_json
+    from iclab.models import HeadLayout
+
+    card = read_json(card_path)
+    layout = HeadLayout(card["layers"], card["heads"], card["head_dim"])
+    return card, layout, AutoTokenizer.from_pretrained(Path(card_path).parent)

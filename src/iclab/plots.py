@@ -8,7 +8,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from iclab.io import atomic_path  # noqa: E402
@@ -71,6 +73,7 @@ def accuracy_vs_shots(table: pd.DataFrame, png: str | Path, pdf: str | Path) -> 
         _draw_reference(ax, task)
         ax.set(title=_panel_name(task, variant), xlabel="demonstrations (shots)",
                ylabel="exact-match accuracy", ylim=(-0.02, 1.05))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(fontsize=6, loc="best")
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
@@ -174,9 +177,11 @@ def ablation_heatmaps(effects: pd.DataFrame, png: str | Path, pdf: str | Path) -
         for ax, column, label in ((row[0], "delta_accuracy", "Δ accuracy"),
                                   (row[1], "delta_logprob", "Δ mean gold log-prob")):
             grid = frame.pivot(index="layer", columns="head", values=column)
-            bound = max(float(grid.abs().max().max()), 1e-9)
+            # A robust colour range: one extreme head must not wash out the other 269.
+            bound = max(float(np.nanquantile(grid.abs().to_numpy(), 0.98)), 1e-9)
             sns.heatmap(grid, ax=ax, cmap="RdBu", vmin=-bound, vmax=bound, center=0,
-                        cbar_kws={"label": label}, linewidths=0.2, linecolor="white")
+                        cbar_kws={"label": f"{label} (clipped at ±{bound:.2g})"},
+                        linewidths=0.2, linecolor="white")
             hurts = frame[frame["hurts"]] if column == "delta_logprob" else frame.iloc[0:0]
             ax.scatter(hurts["head"] + 0.5, hurts["layer"] + 0.5, marker=".", color="black", s=8)
             ax.set(title=f"{cell}\n{label} when the head is zeroed", xlabel="head", ylabel="layer")
