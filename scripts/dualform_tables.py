@@ -15,11 +15,11 @@ summary = pd.DataFrame([
     for path in sm.input.summaries
     for kind, values in read_json(path).items() if kind in ("trained", "control")])
 first = ["accuracy_zsl", "accuracy_icl", "accuracy_ft", "rec2ftp", "rec2ftp_denominator", "simaou",
-         "simaou_random", "simam_icl_ft", "simam_zsl_ft", "kendall", "learning_rate"]
+         "simaou_random", "simam_icl_ft", "simam_icl_zsl", "kendall", "learning_rate"]
 summary = summary[[*CELL_KEYS, "model_kind", *first,
                    *[c for c in summary.columns if c not in (*CELL_KEYS, "model_kind", *first)]]]
 per_item = pd.concat([read_cell_table(p) for p in sm.input.layers], ignore_index=True)
-metrics = ["simaou", "simaou_random", "simam_icl_ft", "simam_zsl_ft", "kendall"]
+metrics = ["simaou", "simaou_random", "simam_icl_ft", "simam_icl_zsl", "kendall"]
 layers = per_item.groupby([*CELL_KEYS, "model_kind", "layer"])[metrics].mean().reset_index()
 write_table(sm.output.summary, summary)
 write_table(sm.output.layers, layers)

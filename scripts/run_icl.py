@@ -6,7 +6,7 @@ log = route_to_log(sm)
 
 from iclab.cells import cell_examples, saved_model_info
 from iclab.io import sha256_file, write_json, write_table
-from iclab.provenance import machine, package_versions
+from iclab.provenance import config_hash, machine, package_versions
 from iclab.runtime import create_runtime
 from iclab.scoring import score_examples
 
@@ -25,7 +25,8 @@ write_json(sm.output.meta, {
     "n_examples": len(samples), "accuracy": float(samples["correct"].mean()),
     "provider": runtime.provider, "fp16": runtime.fp16, "provider_requested": runtime_cfg["provider"],
     "model_sha256": card["sha256"], "onnx_sha256": sha256_file(sm.input.onnx),
-    "config_sha256": sm.params.config_hash, "packages": package_versions(), "machine": machine(),
+    "config_sha256": config_hash(dict(sm.config)), "packages": package_versions(),
+    "machine": machine(),
 })
 log.info("%s %s/%s shots=%d seed=%d: accuracy %.4f on %s", sm.wildcards.model,
          sm.wildcards.task, sm.wildcards.variant, shots, seed, samples["correct"].mean(),

@@ -89,6 +89,18 @@ def test_task_checks(tasks, message):
         check_config(config)
 
 
+@pytest.mark.parametrize("dualform,message", [
+    ({"cells": [{"task": "copy", "shots": 2}]}, "has no candidate answers"),
+    ({"cells": [{"task": "remap", "variant": "semantic", "shots": 40}], "n_validation": 12}, "exceed the demonstration pool"),
+])
+def test_dualform_checks(dualform, message):
+    config = load()
+    config["dualform"] = dualform
+    validate(config, SCHEMA, set_default=True)
+    with pytest.raises(ConfigError, match=message):
+        check_config(config)
+
+
 def test_malformed_custom_jsonl_is_caught_before_any_job(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"input": "a", "output": "b"}\n{"input": "c"}\n')

@@ -36,6 +36,13 @@ def test_classify(answer, kind):
     assert classify(answer, DATE) == kind
 
 
+@pytest.mark.parametrize("date,answer", [("2019-11-25", "!11!25!2019!"),
+                                         ("2019-05-05", "!05!05!2019!")])
+def test_correct_wins_over_classes_that_coincide(date, answer):
+    """With month >= 10 the 'unpadded' string is the correct one; day == month 'swaps' to it."""
+    assert classify(answer, date) == "correct"
+
+
 def test_tables_count_and_rank():
     prompt = "Input: 2001-01-02\nOutput: !01!02!2001!\nInput: {}\nOutput:"
     rows = [("2019-03-07", "!07!03!2019!", False), ("2019-04-08", "!08!04!2019!", False),

@@ -85,6 +85,18 @@ def test_split_cell_keeps_demos_validation_and_test_apart():
     assert sorted(y for _, y in demos).count("sport") == 2  # balanced over categories
 
 
+def test_split_cell_custom_task_never_tests_a_demo_or_validation_item(tmp_path):
+    import json
+
+    path = tmp_path / "t.jsonl"
+    path.write_text("\n".join(json.dumps({"input": f"w{i}", "output": "yes" if i % 2 else "no",
+                                          "choices": ["yes", "no"]}) for i in range(10)))
+    data = task_data("mine", {"type": "custom", "path": str(path)})
+    demos, validation, test = split_cell(data, 4, None, 3, seed=0)
+    used = {x for x, _ in demos} | {it.x for it in validation}
+    assert len(test) == 3 and not used & {it.x for _, it in test}
+
+
 def test_compare_settings_runs_end_to_end(tiny, tokenizer):
     _, model, _ = tiny
     items, layers, summary = compare_settings(model, tokenizer, task_data("remap", {}, "symbols"),

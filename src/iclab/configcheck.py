@@ -72,8 +72,13 @@ def check_config(config: dict[str, Any]) -> None:
         if cell["variant"] not in task_variants(cell["task"], settings):
             raise ConfigError(f"{key}.variant: {cell['variant']!r} is not among "
                               f"{task_variants(cell['task'], settings)}")
-        if cell["shots"] > pool_size(cell["task"], settings, cell["variant"]):
+        pool = pool_size(cell["task"], settings, cell["variant"])
+        if cell["shots"] > pool:
             raise ConfigError(f"{key}.shots: {cell['shots']} larger than the demonstration pool")
+        n_validation = config["dualform"]["n_validation"] if section == "dualform" else 0
+        if cell["shots"] + n_validation > pool:
+            raise ConfigError(f"{key}.shots: {cell['shots']} demonstrations + dualform."
+                              f"n_validation {n_validation} exceed the demonstration pool ({pool})")
     runtime = config["runtime"]
     if runtime["fp16"] and runtime["provider"] == "cpu":
         raise ConfigError("runtime.fp16: true needs runtime.provider cuda or auto, not cpu")

@@ -16,22 +16,25 @@ def classify(prediction: str, date: str) -> str:
     year, month, day = date.split("-")
     m, d = str(int(month)), str(int(day))
     p = prediction.strip()
-    exact = {
-        f"!{month}!{day}!{year}!": CORRECT,
-        "": "empty answer",
-        f"!{day}!{month}!{year}!": "day/month swapped (!DD!MM!YYYY!)",
-        f"!{year}!{month}!{day}!": "year first (!YYYY!MM!DD!)",
-        date: "input copied (YYYY-MM-DD)",
-        f"!{m}!{day}!{year}!": "unpadded month",
-        f"!{month}!{d}!{year}!": "unpadded day",
-        f"!{m}!{d}!{year}!": "unpadded month and day",
-        f"!{month}!{day}!{year[2:]}!": "two-digit year",
-        f"{month}!{day}!{year}!": "missing outer '!'",
-        f"!{month}!{day}!{year}": "missing outer '!'",
-        f"{month}!{day}!{year}": "missing outer '!'",
-        f"!{day}!{year}!": "month dropped (!DD!YYYY!)",
-        f"!{month}!{year}!": "day dropped (!MM!YYYY!)",
-    }
+    candidates = [
+        (f"!{month}!{day}!{year}!", CORRECT),
+        ("", "empty answer"),
+        (f"!{day}!{month}!{year}!", "day/month swapped (!DD!MM!YYYY!)"),
+        (f"!{year}!{month}!{day}!", "year first (!YYYY!MM!DD!)"),
+        (date, "input copied (YYYY-MM-DD)"),
+        (f"!{m}!{day}!{year}!", "unpadded month"),
+        (f"!{month}!{d}!{year}!", "unpadded day"),
+        (f"!{m}!{d}!{year}!", "unpadded month and day"),
+        (f"!{month}!{day}!{year[2:]}!", "two-digit year"),
+        (f"{month}!{day}!{year}!", "missing outer '!'"),
+        (f"!{month}!{day}!{year}", "missing outer '!'"),
+        (f"{month}!{day}!{year}", "missing outer '!'"),
+        (f"!{day}!{year}!", "month dropped (!DD!YYYY!)"),
+        (f"!{month}!{year}!", "day dropped (!MM!YYYY!)"),
+    ]
+    exact: dict[str, str] = {}
+    for answer, kind in candidates:  # the first class that fits wins (correct before all)
+        exact.setdefault(answer, kind)
     if p in exact:
         return exact[p]
     if p.strip("!") == date or p.startswith(date):

@@ -9,6 +9,7 @@ Kendall; the same on a randomly initialised model of the same architecture as a 
 from __future__ import annotations
 
 import copy
+import logging
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -18,6 +19,8 @@ from torch import nn
 
 from iclab.heads import output_projections
 from iclab.tasks import Example
+
+log = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -247,8 +250,10 @@ def split_cell(data, shots: int, n_test: int | None, n_validation: int, seed: in
     if len(rest) < n_validation:
         raise ValueError(f"{data.name}: only {len(rest)} items left for {n_validation} validation")
     validation = np.sort(rng.choice(rest, size=n_validation, replace=False))
-    test = (data.test_pool if n_test is None or n_test >= len(data.test_pool)
-            else np.sort(rng.choice(data.test_pool, size=n_test, replace=False)))
+    # Custom tasks share one pool: no test item may be a demonstration or a validation item.
+    pool = np.setdiff1d(data.test_pool, np.concatenate([demo_ids, validation]))
+    test = (pool if n_test is None or n_test >= len(pool)
+            else np.sort(rng.choice(pool, size=n_test, replace=False)))
     demos = tuple((data.items[i].x, data.items[i].y) for i in demo_ids)
     return demos, [data.items[i] for i in validation], [(int(i), data.items[i]) for i in test]
 
@@ -286,6 +291,7 @@ def compare_settings(model, tokenizer, data, shots: int, n_test: int | None, n_v
     icl_prefix = "".join(f"Input: {dx}\nOutput: {dy}\n" for dx, dy in demos)
     rng = np.random.default_rng(seed + 1)
     items, layers = [], []
+    skipped = {"simam": 0, "kendall": 0}  # items whose tokens do not line up across settings
     for index, it in test:
         zsl_prompt = zero_shot_prompt(it.x)
         zsl_ids = tokenizer(zsl_prompt).input_ids
@@ -307,11 +313,14 @@ def compare_settings(model, tokenizer, data, shots: int, n_test: int | None, n_v
         if aligned_query:
             icl_on_query = icl.attention_rows[:, :, n_demo:]
             simam = sim_am(icl_on_query, ft.attention_rows)
-            simam_zsl = sim_am(zsl.attention_rows, ft.attention_rows)
+            simam_zsl = sim_am(icl_on_query, zsl.attention_rows)
         else:
             simam = simam_zsl = np.full(len(simaou), np.nan)
+            skipped["simam"] += 1
         kendall = np.full(len(simaou), np.nan)
-        if trace.tokens == icl_ids[:n_demo]:
+        if trace.tokens != icl_ids[:n_demo]:
+            skipped["kendall"] += 1
+        else:
             ft_attention = ft_token_attention(trace, ft.kv_inputs)
             icl_attention = icl.attention_rows[:, :, :n_demo].mean(axis=1)
             kendall = np.array([kendalltau(a, b).statistic for a, b in zip(icl_attention,
@@ -319,7 +328,7 @@ def compare_settings(model, tokenizer, data, shots: int, n_test: int | None, n_v
         for layer in range(len(simaou)):
             layers.append({"item": index, "layer": layer, "simaou": simaou[layer],
                            "simaou_random": simaou_random[layer], "simam_icl_ft": simam[layer],
-                           "simam_zsl_ft": simam_zsl[layer], "kendall": kendall[layer]})
+                           "simam_icl_zsl": simam_zsl[layer], "kendall": kendall[layer]})
     items, layers = pd.DataFrame(items), pd.DataFrame(layers)
     ratio, denominator = rec2ftp(items["zsl_correct"], items["ft_correct"], items["icl_correct"])
     summary = {
@@ -334,9 +343,13 @@ def compare_settings(model, tokenizer, data, shots: int, n_test: int | None, n_v
         "simaou": float(layers["simaou"].mean()),
         "simaou_random": float(layers["simaou_random"].mean()),
         "simam_icl_ft": float(layers["simam_icl_ft"].mean()),
-        "simam_zsl_ft": float(layers["simam_zsl_ft"].mean()),
+        "simam_icl_zsl": float(layers["simam_icl_zsl"].mean()),
         "kendall": float(layers["kendall"].mean()),
+        "items_skipped_simam": skipped["simam"], "items_skipped_kendall": skipped["kendall"],
     }
+    if any(skipped.values()):
+        log.warning("%s: tokens did not line up for %s of %d items (left out of those metrics)",
+                    data.name, skipped, len(test))
     return items, layers, summary
 
 

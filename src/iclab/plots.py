@@ -319,7 +319,7 @@ def attention_vs_ablation(metrics: pd.DataFrame, induction: pd.DataFrame,
 
 
 DUALFORM_PANELS = [("simaou", "simaou_random", "SimAOU", "random update"),
-                   ("simam_icl_ft", "simam_zsl_ft", "SimAM (ICL vs FT)", "ZSL vs FT"),
+                   ("simam_icl_ft", "simam_icl_zsl", "SimAM (ICL vs FT)", "ICL vs ZSL"),
                    ("kendall", None, "Kendall τ", None)]
 
 

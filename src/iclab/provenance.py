@@ -22,3 +22,10 @@ def package_versions() -> dict[str, str]:
 
 def machine() -> dict[str, str]:
     return {"platform": platform.platform(), "processor": platform.processor() or platform.machine()}
+
+
+def config_hash(config: dict) -> str:
+    """sha256 of the validated config (defaults filled in), key order ignored."""
+    from iclab.io import sha256_json
+
+    return sha256_json(config)

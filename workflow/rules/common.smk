@@ -143,10 +143,3 @@ def ablation_shards(wildcards):
 def figure(name):
     return [f"results/figures/{name}.png", f"results/figures/{name}.pdf"]
 
-
-def config_hash():
-    """sha256 of the validated config (defaults filled): recorded in every result's metadata."""
-    import hashlib
-    import json
-
-    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()

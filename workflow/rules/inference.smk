@@ -11,7 +11,6 @@ rule run_icl:
     params:
         task_settings=lambda wc: TASKS[wc.task],
         runtime=RUNTIME,
-        config_hash=config_hash(),
     log:
         "logs/run_icl/{model}/{task}/{variant}/shots{shots}_seed{seed}.log",
     threads: RUNTIME["threads"]
