@@ -74,10 +74,6 @@ def attention_feeds(sequences: Sequence[list[int]], queries: Sequence[list[int]]
     return feeds
 
 
-def run_attention(session, feeds: dict[str, np.ndarray]) -> np.ndarray:
-    return session.run(["attention"], feeds)[0]
-
-
 def torch_attention(model: nn.Module, feeds: dict[str, np.ndarray]) -> np.ndarray:
     with torch.no_grad():
         return QueryAttention(model).eval()(

@@ -18,7 +18,6 @@ import torch
 from torch import nn
 
 from iclab.heads import output_projections
-from iclab.tasks import Example
 
 log = logging.getLogger(__name__)
 
@@ -225,14 +224,6 @@ def ft_token_attention(trace: TrainingTrace, query_input: np.ndarray) -> np.ndar
     x = np.stack(trace.kv_inputs)  # [tokens, layers, hidden]
     g = np.stack(trace.value_grad_norms)  # [tokens, layers]
     return (g * np.abs(np.einsum("tlh,lh->tl", x, query_input))).T  # [layers, tokens]
-
-
-def build_demo_set(examples: Sequence[Example]) -> tuple[tuple[str, str], ...]:
-    """The shared demonstration set of a dual-form cell (every example must carry the same)."""
-    demos = {ex.demos for ex in examples}
-    if len(demos) != 1:
-        raise ValueError("dual-form examples must share one demonstration set")
-    return demos.pop()
 
 
 # ---------------------------------------------------------------------------------------------
