@@ -46,6 +46,13 @@ def test_missing_graph_is_a_clear_error(tmp_path):
         create_runtime(tmp_path / "nope.onnx", "cpu", 1)
 
 
+def test_corrupt_graph_is_a_clear_error(tiny, tmp_path):
+    corrupt = tmp_path / "model.onnx"
+    corrupt.write_bytes(tiny[2].read_bytes()[:5000])  # a truncated export
+    with pytest.raises(ValueError, match="could not be loaded .corrupt or truncated"):
+        create_runtime(corrupt, "cpu", 1)
+
+
 def test_length_sorted_batches_cover_everything_within_budget():
     rng = np.random.default_rng(0)
     lengths = rng.integers(5, 300, size=257).tolist()

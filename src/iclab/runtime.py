@@ -60,6 +60,7 @@ def create_runtime(onnx_path: str | Path, provider: str = "auto", threads: int =
     CPU; we detect that: `cuda` becomes an error, `auto` records the CPU provider.
     """
     import onnxruntime as ort
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
 
     check_provider_request(provider, fp16)
     options = ort.SessionOptions()
@@ -79,6 +80,10 @@ def create_runtime(onnx_path: str | Path, provider: str = "auto", threads: int =
     model_bytes = _load_graph(onnx_path, fp16)
     try:
         session = ort.InferenceSession(model_bytes, sess_options=options, providers=providers)
+    except (state.InvalidProtobuf, state.InvalidGraph, state.Fail) as err:
+        raise ValueError(
+            f"ONNX graph {onnx_path} could not be loaded (corrupt or truncated?): {err}. "
+            "Delete it and rerun snakemake to export it again.") from err
     finally:
         ort.set_default_logger_severity(2)
     used = session.get_providers()[0]
