@@ -157,6 +157,12 @@ def date_error_by_year(table: pd.DataFrame, png: str | Path, pdf: str | Path) ->
     save_figure(fig, png, pdf)
 
 
+def _with_cells(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """A copy of `frame` with a readable `cell` column, and its cells in order of appearance."""
+    frame = frame.assign(cell=frame.apply(_cell_label, axis=1))
+    return frame, list(dict.fromkeys(frame["cell"]))
+
+
 def _cell_label(row) -> str:
     variant = "" if row["variant"] == "default" else f"/{row['variant']}"
     return f"{row['model']} · {row['task']}{variant} · {row['shots']}-shot"
@@ -165,9 +171,7 @@ def _cell_label(row) -> str:
 def ablation_heatmaps(effects: pd.DataFrame, png: str | Path, pdf: str | Path) -> None:
     """Layer × head heatmaps of Δaccuracy and Δmean gold log-prob per model and cell."""
     _theme()
-    heads = effects[effects["kind"] == "head"].copy()
-    heads["cell"] = heads.apply(_cell_label, axis=1)
-    cells = list(dict.fromkeys(heads["cell"]))
+    heads, cells = _with_cells(effects[effects["kind"] == "head"])
     n_layers = int(heads["layer"].max()) + 1
     fig, axes = plt.subplots(len(cells), 2, squeeze=False,
                              figsize=(2 + 0.45 * heads["head"].nunique() * 2,
@@ -195,8 +199,7 @@ def importance_vs_ablation(effects: pd.DataFrame, importance: pd.DataFrame,
     _theme()
     keys = ["model", "task", "variant", "shots", "seed"]
     merged = effects[effects["kind"] == "head"].merge(importance, on=[*keys, "layer", "head"])
-    merged["cell"] = merged.apply(_cell_label, axis=1)
-    cells = list(dict.fromkeys(merged["cell"]))
+    merged, cells = _with_cells(merged)
     fig, axes = plt.subplots(1, len(cells), figsize=(4.2 * len(cells), 3.6), squeeze=False)
     for ax, cell in zip(axes[0], cells):
         frame = merged[merged["cell"] == cell]
@@ -215,9 +218,7 @@ def importance_vs_ablation(effects: pd.DataFrame, importance: pd.DataFrame,
 def pruning_curves(pruning: pd.DataFrame, png: str | Path, pdf: str | Path) -> None:
     """Accuracy vs fraction of heads removed: least-important-first vs random orders."""
     _theme()
-    pruning = pruning.copy()
-    pruning["cell"] = pruning.apply(_cell_label, axis=1)
-    cells = list(dict.fromkeys(pruning["cell"]))
+    pruning, cells = _with_cells(pruning)
     fig, axes = plt.subplots(1, len(cells), figsize=(4.2 * len(cells), 3.4), squeeze=False)
     for ax, cell in zip(axes[0], cells):
         frame = pruning[pruning["cell"] == cell]
@@ -239,9 +240,7 @@ def attention_heatmaps(metrics: pd.DataFrame, induction: pd.DataFrame, png: str 
                        pdf: str | Path) -> None:
     """Layer × head heatmaps of AQ, H and AF per model and cell, and of induction scores."""
     _theme()
-    metrics = metrics.copy()
-    metrics["cell"] = metrics.apply(_cell_label, axis=1)
-    cells = list(dict.fromkeys(metrics["cell"]))
+    metrics, cells = _with_cells(metrics)
     models = sorted(induction["model"].unique())
     rows = len(cells) + len(models)
     n_layers = int(metrics["layer"].max()) + 1
@@ -270,8 +269,7 @@ def attention_heatmaps(metrics: pd.DataFrame, induction: pd.DataFrame, png: str 
 def attention_rows(rows: pd.DataFrame, png: str | Path, pdf: str | Path) -> None:
     """Attention of the top heads (by AQ) from the answer position over one prompt's tokens."""
     _theme()
-    rows = rows.copy()
-    rows["cell"] = rows.apply(_cell_label, axis=1)
+    rows, _ = _with_cells(rows)
     panels = list(dict.fromkeys(zip(rows["cell"], rows["layer"], rows["head"])))
     width = max(6.0, 0.09 * rows["position"].max())
     fig, axes = plt.subplots(len(panels), 1, figsize=(width, 1.7 * len(panels)), squeeze=False)
@@ -326,9 +324,7 @@ DUALFORM_PANELS = [("simaou", "simaou_random", "SimAOU", "random update"),
 def dualform_layers(layers: pd.DataFrame, png: str | Path, pdf: str | Path) -> None:
     """SimAOU, SimAM and Kendall by layer: trained model vs random-init control, with baselines."""
     _theme()
-    layers = layers.copy()
-    layers["cell"] = layers.apply(_cell_label, axis=1)
-    cells = list(dict.fromkeys(layers["cell"]))
+    layers, cells = _with_cells(layers)
     fig, axes = plt.subplots(len(cells), 3, figsize=(13, 3.3 * len(cells)), squeeze=False)
     colors = {"trained": "#0072b2", "control": "#d55e00"}
     for row, cell in zip(axes, cells):
