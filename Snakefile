@@ -19,6 +19,7 @@ include: "workflow/rules/ablation.smk"
 include: "workflow/rules/attention.smk"
 include: "workflow/rules/dualform.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/provenance.smk"
 
 
 rule all:

@@ -6,9 +6,18 @@ import datetime as dt
 import json
 import os
 import platform
+import statistics
+import time
 from pathlib import Path
+from typing import Callable
 
+import numpy as np
+
+from iclab.models import HeadLayout
 from iclab.provenance import package_versions
+from iclab.runtime import length_sorted_batches
+from iclab.scoring import batch_feeds, encode, full_head_mask, pad_token_id
+from iclab.tasks import build_examples
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -36,6 +45,15 @@ def machine() -> dict:
             "platform": platform.platform(), "packages": package_versions()}
 
 
+def inference_device() -> str:
+    """`cuda` where PyTorch sees a GPU and onnxruntime has the CUDA provider, else `cpu`."""
+    import onnxruntime as ort
+    import torch
+
+    cuda = torch.cuda.is_available() and "CUDAExecutionProvider" in ort.get_available_providers()
+    return "cuda" if cuda else "cpu"
+
+
 def save(name: str, result: dict) -> Path:
     """Write benchmarks/results/{name}.json with the date and machine description."""
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -44,3 +62,30 @@ def save(name: str, result: dict) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
     return path
+
+
+def icl_feeds(tokenizer, layout: HeadLayout, n_examples: int, shots: int, token_budget: int,
+              max_batch: int) -> list[dict[str, np.ndarray]]:
+    """Graph feeds for half copy, half date prompts, batched and padded as `teacher_forced` does."""
+    examples = (build_examples("copy", n_examples // 2, shots, seed=0)
+                + build_examples("date", n_examples - n_examples // 2, shots, seed=0))
+    encoded = [encode(tokenizer, ex.prompt, ex.target) for ex in examples]
+    feeds = []
+    for rows in length_sorted_batches([len(e.input_ids) for e in encoded], token_budget, max_batch):
+        chunk = [encoded[i] for i in rows]
+        positions = [list(range(len(e.prompt_ids) - 1, len(e.input_ids))) for e in chunk]
+        feeds.append(batch_feeds([e.input_ids for e in chunk], positions, pad_token_id(tokenizer),
+                                 full_head_mask(len(chunk), layout)))
+    return feeds
+
+
+def interleaved_medians(passes: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median seconds of each pass over `repeats` rounds that run every pass in turn (so load
+    that drifts during the run hits all alike); callers warm each pass up first."""
+    seconds: dict[str, list[float]] = {name: [] for name in passes}
+    for _ in range(repeats):
+        for name, run in passes.items():
+            start = time.perf_counter()
+            run()
+            seconds[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in seconds.items()}

@@ -12,6 +12,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from iclab.configcheck import ConfigError, check_config
+from iclab.provenance import config_hash, seeds
 
 from conftest import REPO
 
@@ -124,3 +125,27 @@ def test_bad_config_fails_at_parse_time(tmp_path):
     assert proc.returncode != 0
     assert "tpu" in proc.stderr + proc.stdout
     assert not (tmp_path / "resources").exists()
+
+
+def test_config_hash_follows_custom_task_content_not_path(tmp_path):
+    rows = '{"input": "a", "output": "b"}\n{"input": "c", "output": "d"}\n'
+    here, there = tmp_path / "here.jsonl", tmp_path / "sub" / "there.jsonl"
+    there.parent.mkdir()
+    here.write_text(rows)
+    there.write_text(rows)
+    config = load()
+    config["tasks"] = {"mine": {"type": "custom", "path": str(here)}}
+    moved = copy.deepcopy(config)
+    moved["tasks"]["mine"]["path"] = str(there)
+    assert config_hash(config) == config_hash(moved)
+    there.write_text(rows.replace('"d"', '"e"'))
+    assert config_hash(config) != config_hash(moved)
+
+
+def test_seeds_lists_every_seed():
+    config = load()
+    validate(config, SCHEMA, set_default=True)
+    found = seeds(config)
+    assert found["sampling"] == config["seeds"]
+    assert found["dualform.control_seed"] == config["dualform"]["control_seed"]
+    assert {f"models.{m['name']}.seed" for m in config["models"]} <= found.keys()

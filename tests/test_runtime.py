@@ -6,7 +6,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from iclab.runtime import ProviderError, check_provider_request, create_runtime, length_sorted_batches
+from iclab.runtime import (ProviderError, check_provider_request, create_runtime,
+                           length_sorted_batches, require_cuda)
 
 HAS_CUDA = False
 try:
@@ -64,3 +65,14 @@ def test_length_sorted_batches_cover_everything_within_budget():
     for rows in batches:
         assert len(rows) <= 16
         assert len(rows) == 1 or len(rows) * max(lengths[i] for i in rows) <= 1000
+
+
+def test_require_cuda_reads_back_the_provider():
+    """The parse-time probe passes only where a CUDA session really opens."""
+    import torch
+
+    if torch.cuda.is_available():
+        require_cuda()
+    else:
+        with pytest.raises(ProviderError, match="runtime.provider: cuda was requested"):
+            require_cuda()

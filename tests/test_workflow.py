@@ -3,22 +3,35 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+from hashlib import sha256
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from conftest import REPO
 
 
-def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile",
-         str(REPO / "config" / "test.yaml"), "--directory", str(workdir), *args],
-        cwd=REPO, capture_output=True, text=True)
+def snakemake_command(workdir: Path, *args: str, config: Path = REPO / "config" / "test.yaml"):
+    return [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", str(config),
+            "--directory", str(workdir), *args]
+
+
+def snakemake(workdir: Path, *args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(snakemake_command(workdir, *args, **kwargs), cwd=REPO,
+                          capture_output=True, text=True)
+
+
+def table_bytes(workdir: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((workdir / "results" / "tables").glob("*"))}
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +145,8 @@ def test_figure_and_report(run_dir):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     proc = snakemake(run_dir, "--report", "report.html")
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "copy_accuracy.png" in (run_dir / "report.html").read_text(errors="ignore")
+    report = (run_dir / "report.html").read_text(errors="ignore")
+    assert "copy_accuracy.png" in report and "provenance.csv" in report
 
 
 def test_rerun_is_a_no_op_and_dry_run_is_clean(run_dir):
@@ -146,8 +160,86 @@ def test_two_runs_give_identical_tables(run_dir, tmp_path_factory):
     second = tmp_path_factory.mktemp("e2e-again")
     proc = snakemake(second)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    tables = sorted((run_dir / "results" / "tables").glob("*.csv"))
-    assert len(tables) >= 10
-    for table in tables:
-        again = second / "results" / "tables" / table.name
-        assert again.read_bytes() == table.read_bytes(), table.name
+    first, again = table_bytes(run_dir), table_bytes(second)
+    assert len(first) >= 30 and "provenance.csv" in first
+    assert first.keys() == again.keys()
+    for name in first:
+        assert again[name] == first[name], name
+    figures = sorted((run_dir / "results" / "figures").glob("*.p*"))
+    assert len(figures) == 26
+    for figure in figures:  # PNG and PDF: fixed metadata, so byte-identical too
+        assert (second / "results" / "figures" / figure.name).read_bytes() == figure.read_bytes()
+
+
+def test_provenance_beside_every_table(run_dir):
+    tables = run_dir / "results" / "tables"
+    provenance = pd.read_csv(tables / "provenance.csv")
+    csvs = sorted(p.name for p in tables.glob("*.csv") if p.name != "provenance.csv")
+    assert sorted(provenance["table"]) == csvs
+    sample_meta = json.loads((run_dir / "results" / "samples" / "tiny-llama" / "copy" / "default"
+                              / "shots2_seed0.meta.json").read_text())
+    for name in csvs:
+        meta = json.loads((tables / name.replace(".csv", ".meta.json")).read_text())
+        assert meta["sha256"] == sha256((tables / name).read_bytes()).hexdigest(), name
+        assert meta["config_sha256"] == sample_meta["config_sha256"]
+        assert meta["seeds"]["sampling"] == [0] and meta["seeds"]["dualform.control_seed"] == 1
+        assert meta["packages"]["onnxruntime-gpu"] and meta["packages"]["torch"]
+        for model in ("tiny-llama", "tiny-gpt2"):
+            record = meta["models"][model]
+            assert record["providers"] == ["CPUExecutionProvider"]
+            card = json.loads((run_dir / "resources" / "models" / model / "model.json").read_text())
+            assert record["model_sha256"] == card["sha256"]
+            graph = run_dir / "resources" / "onnx" / model / "model.onnx"
+            assert record["onnx_sha256"]["model"] == sha256(graph.read_bytes()).hexdigest()
+
+
+def test_failing_run_keeps_previous_results(run_dir, tmp_path):
+    """A config that cannot run (CUDA asked for, none here) stops before any job; nothing is lost."""
+    before = table_bytes(run_dir)
+    samples = sorted((run_dir / "results" / "samples").rglob("*.parquet"))
+    config = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
+    config["runtime"]["provider"] = "cuda"
+    bad = tmp_path / "cuda.yaml"
+    bad.write_text(yaml.safe_dump(config))
+    proc = snakemake(run_dir, config=bad)
+    assert proc.returncode != 0
+    assert "runtime.provider: cuda was requested" in proc.stdout + proc.stderr
+    assert table_bytes(run_dir) == before
+    assert sorted((run_dir / "results" / "samples").rglob("*.parquet")) == samples
+
+
+def running_jobs(workdir: Path, rules: tuple[str, ...]) -> list[Path]:
+    """Jobs of `rules` that have started (their log exists) but not finished (no output yet)."""
+    started = []
+    for rule_dir in rules:
+        for log in (workdir / "logs" / rule_dir).rglob("*.log"):
+            if log.stem == "effects":  # gathers shards: not inference
+                continue
+            rel = log.relative_to(workdir / "logs" / rule_dir).with_suffix(".parquet")
+            output = workdir / "results" / ("samples" if rule_dir == "run_icl" else rule_dir) / rel
+            if not output.exists():
+                started.append(output)
+    return started
+
+
+def test_killed_run_resumes_to_identical_tables(run_dir, tmp_path_factory):
+    """SIGKILL the whole run while an inference or sweep job is mid-way; every parquet left is
+    complete (atomic writes), and --rerun-incomplete finishes with the same tables."""
+    workdir = tmp_path_factory.mktemp("e2e-killed")
+    proc = subprocess.Popen(snakemake_command(workdir), cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline, killed_jobs = time.monotonic() + 600, []
+    while not killed_jobs and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+        killed_jobs = running_jobs(workdir, ("ablation", "run_icl"))
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert killed_jobs, "the run ended before an inference or sweep job could be interrupted"
+    time.sleep(0.5)
+    assert not any(job.exists() for job in killed_jobs)
+    for path in (workdir / "results").rglob("*.parquet"):
+        pd.read_parquet(path)  # a partial file would not parse
+    assert snakemake(workdir, "--unlock").returncode == 0
+    resumed = snakemake(workdir, "--rerun-incomplete")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert table_bytes(workdir) == table_bytes(run_dir)

@@ -52,6 +52,33 @@ def check_provider_request(provider: str, fp16: bool) -> None:
         raise ProviderError("runtime.fp16 needs the CUDA provider; set provider: cuda or auto")
 
 
+def require_cuda() -> None:
+    """Fail unless onnxruntime can really run on CUDA here: a one-node graph is opened on the CUDA
+    provider and the provider read back. Cheap enough to run when the DAG is parsed."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    available = ort.get_available_providers()
+    if PROVIDERS["cuda"] not in available:
+        raise ProviderError(
+            "runtime.provider: cuda was requested but this onnxruntime build has no CUDA provider "
+            f"(available: {available}); install onnxruntime-gpu or set provider: cpu or auto")
+    value = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "probe", [value],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    probe = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    ort.set_default_logger_severity(4)
+    try:
+        session = ort.InferenceSession(probe.SerializeToString(),
+                                       providers=[PROVIDERS["cuda"], PROVIDERS["cpu"]])
+    finally:
+        ort.set_default_logger_severity(2)
+    if session.get_providers()[0] != PROVIDERS["cuda"]:
+        raise ProviderError(
+            "runtime.provider: cuda was requested but onnxruntime cannot use a CUDA device on this "
+            "machine (no GPU, driver or CUDA/cuDNN libraries); set provider: cpu or auto")
+
+
 def create_runtime(onnx_path: str | Path, provider: str = "auto", threads: int = 1,
                    fp16: bool = False) -> Runtime:
     """Open `onnx_path` on the requested provider and read back what onnxruntime really chose.

@@ -16,6 +16,8 @@ rule ablation_shard:
         runtime=RUNTIME,
     log:
         f"logs/ablation/{{model}}/{{task}}/{{variant}}/shots{{shots}}_seed{{seed}}/{{shard}}.log",
+    benchmark:
+        f"results/benchmarks/ablation_shard/{{model}}/{{task}}/{{variant}}/shots{{shots}}_seed{{seed}}/{{shard}}.tsv"
     threads: RUNTIME["threads"]
     resources:
         mem_mb=6000,
@@ -34,6 +36,8 @@ rule ablation_effects:
         f"{ABLATION_DIR}/effects.parquet",
     log:
         f"logs/ablation/{{model}}/{{task}}/{{variant}}/shots{{shots}}_seed{{seed}}/effects.log",
+    benchmark:
+        f"results/benchmarks/ablation_effects/{{model}}/{{task}}/{{variant}}/shots{{shots}}_seed{{seed}}/effects.tsv"
     threads: 1
     resources:
         mem_mb=2000,
@@ -55,6 +59,8 @@ rule head_importance:
         ablation=ABLATION,
     log:
         f"logs/ablation/{{model}}/{{task}}/{{variant}}/shots{{shots}}_seed{{seed}}/importance.log",
+    benchmark:
+        f"results/benchmarks/head_importance/{{model}}/{{task}}/{{variant}}/shots{{shots}}_seed{{seed}}/importance.tsv"
     threads: RUNTIME["threads"]
     resources:
         mem_mb=8000,
@@ -80,6 +86,8 @@ rule pruning_curve:
         runtime=RUNTIME,
     log:
         f"logs/ablation/{{model}}/{{task}}/{{variant}}/shots{{shots}}_seed{{seed}}/pruning.log",
+    benchmark:
+        f"results/benchmarks/pruning_curve/{{model}}/{{task}}/{{variant}}/shots{{shots}}_seed{{seed}}/pruning.tsv"
     threads: RUNTIME["threads"]
     resources:
         mem_mb=6000,
@@ -103,6 +111,8 @@ rule ablation_tables:
         pruning="results/tables/pruning_curves.csv",
     log:
         "logs/ablation_tables.log",
+    benchmark:
+        "results/benchmarks/ablation_tables/ablation_tables.tsv"
     threads: 1
     resources:
         mem_mb=2000,

@@ -8,6 +8,8 @@ rule aggregate_accuracy:
         differences="results/tables/icl_differences.csv",
     log:
         "logs/aggregate_accuracy.log",
+    benchmark:
+        "results/benchmarks/aggregate_accuracy/aggregate_accuracy.tsv"
     threads: 1
     resources:
         mem_mb=2000,
@@ -26,6 +28,8 @@ rule date_errors:
         by_year="results/tables/date_error_by_year.csv",
     log:
         "logs/date_errors.log",
+    benchmark:
+        "results/benchmarks/date_errors/date_errors.tsv"
     threads: 1
     resources:
         mem_mb=2000,

@@ -12,6 +12,8 @@ rule export_attention:
         export=config["export"],
     log:
         "logs/export_attention/{model}.log",
+    benchmark:
+        "results/benchmarks/export_attention/{model}.tsv"
     threads: RUNTIME["threads"]
     resources:
         mem_mb=8000,
@@ -37,6 +39,8 @@ rule attention_cell:
         runtime=RUNTIME,
     log:
         f"logs/attention/{{model}}/{{task}}/{{variant}}/shots{{shots}}_seed{{seed}}.log",
+    benchmark:
+        f"results/benchmarks/attention_cell/{{model}}/{{task}}/{{variant}}/shots{{shots}}_seed{{seed}}.tsv"
     threads: RUNTIME["threads"]
     resources:
         mem_mb=6000,
@@ -60,6 +64,8 @@ rule induction_scores:
         runtime=RUNTIME,
     log:
         "logs/attention/{model}/induction.log",
+    benchmark:
+        "results/benchmarks/induction_scores/{model}/induction.tsv"
     threads: RUNTIME["threads"]
     resources:
         mem_mb=6000,
@@ -85,6 +91,8 @@ rule attention_tables:
         rows="results/tables/attention_rows.csv",
     log:
         "logs/attention_tables.log",
+    benchmark:
+        "results/benchmarks/attention_tables/attention_tables.tsv"
     threads: 1
     resources:
         mem_mb=2000,

@@ -31,6 +31,13 @@ SEEDS = config["seeds"]
 RUNTIME = config["runtime"]
 USES_GPU = 0 if RUNTIME["provider"] == "cpu" else 1
 
+if RUNTIME["provider"] == "cuda" and workflow.local_exec and not workflow.remote_exec:
+    # Local runs fail here, before any job can replace results; on a cluster the submit host
+    # may have no GPU, so there each inference job checks its own node.
+    from iclab.runtime import require_cuda
+
+    require_cuda()
+
 
 wildcard_constraints:
     model="|".join(map(re.escape, MODELS)) if MODELS else "^$",
@@ -64,45 +71,63 @@ def has_task(kind):
     return any(task_type(name, settings) == kind for name, settings in TASKS.items())
 
 
+def result_tables():
+    """Every CSV table under results/tables/ that this config produces."""
+    tables = ["icl_accuracy", "icl_accuracy_by_seed", "icl_differences"]
+    if has_task("date"):
+        tables += ["date_error_types", "date_error_by_year"]
+    if ABLATION["cells"]:
+        tables += ["head_effects", "head_importance", "importance_vs_ablation", "pruning_curves"]
+    if ATTENTION["cells"]:
+        tables += ["attention_metrics", "attention_head_average", "induction_scores",
+                   "attention_vs_ablation", "attention_rows"]
+    if DUALFORM["cells"]:
+        tables += ["dualform_summary", "dualform_layers"]
+    return [f"results/tables/{name}.csv" for name in tables]
+
+
 def all_outputs():
     outputs = [f"resources/onnx/{model}/parity.json" for model in MODELS]
     if ATTENTION["cells"]:
         outputs += [f"resources/onnx/{model}/attention_parity.json" for model in MODELS]
-    outputs += [
-        "results/tables/icl_accuracy.csv",
-        "results/tables/icl_differences.csv",
-        *figure("accuracy_vs_shots"),
-    ]
+    outputs += result_tables() + provenance_outputs() + figure("accuracy_vs_shots")
     if has_task("copy"):
         outputs += figure("copy_accuracy")
     if has_task("date"):
-        outputs += ["results/tables/date_error_types.csv", "results/tables/date_error_by_year.csv"]
         outputs += figure("date_error_types") + figure("date_error_by_year")
     if has_task("remap"):
         outputs += figure("remap_variants")
     if ABLATION["cells"]:
-        outputs += [
-            "results/tables/head_effects.csv",
-            "results/tables/head_importance.csv",
-            "results/tables/importance_vs_ablation.csv",
-            "results/tables/pruning_curves.csv",
-        ]
         outputs += figure("ablation_heatmaps") + figure("importance_vs_ablation")
         outputs += figure("pruning_curves")
     if ATTENTION["cells"]:
-        outputs += [
-            "results/tables/attention_metrics.csv",
-            "results/tables/attention_head_average.csv",
-            "results/tables/induction_scores.csv",
-            "results/tables/attention_vs_ablation.csv",
-        ]
         outputs += figure("attention_heatmaps") + figure("attention_rows")
         if ABLATION["cells"]:
             outputs += figure("attention_vs_ablation")
     if DUALFORM["cells"]:
-        outputs += ["results/tables/dualform_summary.csv", "results/tables/dualform_layers.csv"]
         outputs += figure("dualform_layers") + figure("dualform_accuracy")
     return outputs
+
+
+def provenance_outputs():
+    """The run's provenance table and one `<table>.meta.json` beside every result table."""
+    return ["results/tables/provenance.csv"] + [
+        path.removesuffix(".csv") + ".meta.json" for path in result_tables()]
+
+
+def provenance_sources():
+    """Files that record what produced the tables: model cards, graphs, provider read-backs."""
+    sources = [f"resources/models/{model}/model.json" for model in MODELS]
+    sources += [f"resources/onnx/{model}/model.onnx" for model in MODELS]
+    sources += sample_outputs(suffix=".meta.json")
+    if ABLATION["cells"]:
+        sources += [path for wc in ablation_cells() for path in ablation_shards(wc)]
+        sources += [f"{d}/pruning.parquet" for d in cell_dirs("ablation")]
+    if ATTENTION["cells"]:
+        sources += [f"resources/onnx/{model}/attention.onnx" for model in MODELS]
+        sources += [f"{d}/metrics.parquet" for d in cell_dirs("attention")]
+        sources += [f"results/attention/{model}/induction.parquet" for model in MODELS]
+    return sources
 
 
 ABLATION = config["ablation"]
@@ -131,6 +156,17 @@ def model_layers(model):
         return json.load(handle)["layers"]
 
 
+def ablation_cells():
+    """Wildcards (model, task, variant, shots, seed) of every ablation cell."""
+    from types import SimpleNamespace
+
+    return [
+        SimpleNamespace(model=model, seed=ABLATION["seed"], **cell)
+        for model in MODELS
+        for cell in ABLATION["cells"]
+    ]
+
+
 def ablation_shards(wildcards):
     base = f"results/ablation/{wildcards.model}/{wildcards.task}/{wildcards.variant}/shots{wildcards.shots}_seed{wildcards.seed}"
     layers, step = model_layers(wildcards.model), ABLATION["layers_per_shard"]
@@ -142,4 +178,3 @@ def ablation_shards(wildcards):
 
 def figure(name):
     return [f"results/figures/{name}.png", f"results/figures/{name}.pdf"]
-

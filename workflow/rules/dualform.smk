@@ -15,6 +15,8 @@ rule dualform_cell:
         dualform=DUALFORM,
     log:
         f"logs/dualform/{{model}}/{{task}}/{{variant}}/shots{{shots}}_seed{{seed}}.log",
+    benchmark:
+        f"results/benchmarks/dualform_cell/{{model}}/{{task}}/{{variant}}/shots{{shots}}_seed{{seed}}.tsv"
     threads: RUNTIME["threads"]
     resources:
         mem_mb=8000,
@@ -35,6 +37,8 @@ rule dualform_tables:
         layers="results/tables/dualform_layers.csv",
     log:
         "logs/dualform_tables.log",
+    benchmark:
+        "results/benchmarks/dualform_tables/dualform_tables.tsv"
     threads: 1
     resources:
         mem_mb=2000,

@@ -10,6 +10,8 @@ rule export_onnx:
         runtime=RUNTIME,
     log:
         "logs/export_onnx/{model}.log",
+    benchmark:
+        "results/benchmarks/export_onnx/{model}.tsv"
     threads: RUNTIME["threads"]
     resources:
         mem_mb=8000,

@@ -14,6 +14,8 @@ rule plot_accuracy_vs_shots:
         kind="accuracy_vs_shots",
     log:
         "logs/plots/accuracy_vs_shots.log",
+    benchmark:
+        "results/benchmarks/plot_accuracy_vs_shots/accuracy_vs_shots.tsv"
     threads: 1
     resources:
         mem_mb=2000,
@@ -39,6 +41,8 @@ rule plot_copy_accuracy:
         kind="copy_accuracy",
     log:
         "logs/plots/copy_accuracy.log",
+    benchmark:
+        "results/benchmarks/plot_copy_accuracy/copy_accuracy.tsv"
     threads: 1
     resources:
         mem_mb=2000,
@@ -64,6 +68,8 @@ rule plot_remap_variants:
         kind="remap_variants",
     log:
         "logs/plots/remap_variants.log",
+    benchmark:
+        "results/benchmarks/plot_remap_variants/remap_variants.tsv"
     threads: 1
     resources:
         mem_mb=2000,
@@ -89,6 +95,8 @@ rule plot_date_error_types:
         kind="date_error_types",
     log:
         "logs/plots/date_error_types.log",
+    benchmark:
+        "results/benchmarks/plot_date_error_types/date_error_types.tsv"
     threads: 1
     resources:
         mem_mb=2000,
@@ -114,6 +122,8 @@ rule plot_date_error_by_year:
         kind="date_error_by_year",
     log:
         "logs/plots/date_error_by_year.log",
+    benchmark:
+        "results/benchmarks/plot_date_error_by_year/date_error_by_year.tsv"
     threads: 1
     resources:
         mem_mb=2000,
@@ -139,6 +149,8 @@ rule plot_ablation_heatmaps:
         kind="ablation_heatmaps",
     log:
         "logs/plots/ablation_heatmaps.log",
+    benchmark:
+        "results/benchmarks/plot_ablation_heatmaps/ablation_heatmaps.tsv"
     threads: 1
     resources:
         mem_mb=2000,
@@ -166,6 +178,8 @@ rule plot_importance_vs_ablation:
         kind="importance_vs_ablation",
     log:
         "logs/plots/importance_vs_ablation.log",
+    benchmark:
+        "results/benchmarks/plot_importance_vs_ablation/importance_vs_ablation.tsv"
     threads: 1
     resources:
         mem_mb=2000,
@@ -191,6 +205,8 @@ rule plot_pruning_curves:
         kind="pruning_curves",
     log:
         "logs/plots/pruning_curves.log",
+    benchmark:
+        "results/benchmarks/plot_pruning_curves/pruning_curves.tsv"
     threads: 1
     resources:
         mem_mb=2000,
@@ -217,6 +233,8 @@ rule plot_attention_heatmaps:
         kind="attention_heatmaps",
     log:
         "logs/plots/attention_heatmaps.log",
+    benchmark:
+        "results/benchmarks/plot_attention_heatmaps/attention_heatmaps.tsv"
     threads: 1
     resources:
         mem_mb=2000,
@@ -242,6 +260,8 @@ rule plot_attention_rows:
         kind="attention_rows",
     log:
         "logs/plots/attention_rows.log",
+    benchmark:
+        "results/benchmarks/plot_attention_rows/attention_rows.tsv"
     threads: 1
     resources:
         mem_mb=2000,
@@ -270,6 +290,8 @@ rule plot_attention_vs_ablation:
         kind="attention_vs_ablation",
     log:
         "logs/plots/attention_vs_ablation.log",
+    benchmark:
+        "results/benchmarks/plot_attention_vs_ablation/attention_vs_ablation.tsv"
     threads: 1
     resources:
         mem_mb=2000,
@@ -295,6 +317,8 @@ rule plot_dualform_layers:
         kind="dualform_layers",
     log:
         "logs/plots/dualform_layers.log",
+    benchmark:
+        "results/benchmarks/plot_dualform_layers/dualform_layers.tsv"
     threads: 1
     resources:
         mem_mb=2000,
@@ -320,6 +344,8 @@ rule plot_dualform_accuracy:
         kind="dualform_accuracy",
     log:
         "logs/plots/dualform_accuracy.log",
+    benchmark:
+        "results/benchmarks/plot_dualform_accuracy/dualform_accuracy.tsv"
     threads: 1
     resources:
         mem_mb=2000,

@@ -13,6 +13,8 @@ rule run_icl:
         runtime=RUNTIME,
     log:
         "logs/run_icl/{model}/{task}/{variant}/shots{shots}_seed{seed}.log",
+    benchmark:
+        "results/benchmarks/run_icl/{model}/{task}/{variant}/shots{shots}_seed{seed}.tsv"
     threads: RUNTIME["threads"]
     resources:
         mem_mb=6000,

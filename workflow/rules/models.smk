@@ -6,6 +6,8 @@ checkpoint acquire_model:
         spec=lambda wc: MODELS[wc.model],
     log:
         "logs/acquire_model/{model}.log",
+    benchmark:
+        "results/benchmarks/acquire_model/{model}.tsv"
     threads: 2
     resources:
         mem_mb=6000,

@@ -1,0 +1,24 @@
+rule provenance:
+    """What produced every table: config hash, model and graph sha256, providers, versions, seeds."""
+    input:
+        tables=result_tables(),
+        sources=lambda wildcards: provenance_sources(),
+    output:
+        table=report(
+            "results/tables/provenance.csv",
+            caption="../report/provenance.rst",
+            category="Provenance",
+            labels={"table": "provenance"},
+        ),
+        sidecars=provenance_outputs()[1:],
+    log:
+        "logs/provenance.log",
+    benchmark:
+        "results/benchmarks/provenance/provenance.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../../scripts/provenance.py"
