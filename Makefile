@@ -8,7 +8,7 @@ CORES ?= all
 PROFILE := --workflow-profile workflow/profiles/default
 SNAKEMAKE := $(BIN)/python -m snakemake
 
-.PHONY: setup run report test test-fast bench lint dry-run clean
+.PHONY: setup run report test test-fast test-slurm bench lint dry-run clean
 
 setup: $(STAMP)
 
@@ -20,7 +20,8 @@ $(STAMP): pyproject.toml requirements.lock
 
 ## run: the whole pipeline on $(CONFIG), then the HTML report (results/report.html)
 run: $(STAMP)
-	$(SNAKEMAKE) --cores $(CORES) --configfile $(CONFIG) $(PROFILE)
+	start=$$(date +%s) && $(SNAKEMAKE) --cores $(CORES) --configfile $(CONFIG) $(PROFILE) && \
+	  echo $$(( $$(date +%s) - start )) > results/benchmarks/wall_seconds
 	$(MAKE) report
 
 report: $(STAMP)
@@ -34,10 +35,17 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"
 
-## bench: benchmarks on the default model; JSON results with the machine in benchmarks/results/
+## test-slurm: config/test.yaml via sbatch on a one-node SLURM cluster on localhost vs a local run (root, Debian)
+test-slurm: $(STAMP)
+	ICLAB_SLURM_PYTHON=$(BIN)/python bash tests/slurm/run_slurm_test.sh
+
+## bench: benchmarks on the default model (+ per-rule cost of the last `make run`); JSON with the machine in benchmarks/results/
 bench: $(STAMP)
 	$(SNAKEMAKE) --cores $(CORES) --configfile config/config.yaml $(PROFILE) resources/onnx/smollm2-135m/parity.json
 	$(BIN)/python benchmarks/ablation_sweep.py
+	$(BIN)/python benchmarks/ort_vs_torch.py
+	$(BIN)/python benchmarks/flops.py
+	-$(BIN)/python benchmarks/pipeline_summary.py  # needs a `make run` first; says so if none
 
 lint: $(STAMP)
 	$(SNAKEMAKE) --lint

@@ -30,7 +30,7 @@ from flops import inference_flops  # noqa: E402
 
 from iclab.export import INPUT_NAMES, TargetLogProbs  # noqa: E402
 from iclab.models import head_layout, load_saved  # noqa: E402
-from iclab.runtime import PROVIDERS, Runtime, _load_graph, create_runtime  # noqa: E402
+from iclab.runtime import PROVIDERS, Runtime, load_graph, create_runtime  # noqa: E402
 
 LEVELS = ["ORT_DISABLE_ALL", "ORT_ENABLE_BASIC", "ORT_ENABLE_EXTENDED"]  # ALL: create_runtime
 
@@ -63,7 +63,7 @@ def runtime_at_level(onnx: str, level: str, threads: int, device: str, fp16: boo
     options.inter_op_num_threads = 1
     options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
     providers = [PROVIDERS["cuda"], PROVIDERS["cpu"]] if device == "cuda" else [PROVIDERS["cpu"]]
-    session = ort.InferenceSession(_load_graph(onnx, fp16), sess_options=options,
+    session = ort.InferenceSession(load_graph(onnx, fp16), sess_options=options,
                                    providers=providers)
     return Runtime(session=session, provider=session.get_providers()[0], fp16=fp16)
 

@@ -104,7 +104,7 @@ def create_runtime(onnx_path: str | Path, provider: str = "auto", threads: int =
         raise ProviderError(
             "provider: cuda was requested but this onnxruntime build has no CUDA provider "
             f"(available: {ort.get_available_providers()}); install onnxruntime-gpu")
-    model_bytes = _load_graph(onnx_path, fp16)
+    model_bytes = load_graph(onnx_path, fp16)
     try:
         session = ort.InferenceSession(model_bytes, sess_options=options, providers=providers)
     except (state.InvalidProtobuf, state.InvalidGraph, state.Fail) as err:
@@ -125,7 +125,7 @@ def create_runtime(onnx_path: str | Path, provider: str = "auto", threads: int =
     return Runtime(session=session, provider=used, fp16=fp16)
 
 
-def _load_graph(onnx_path: str | Path, fp16: bool) -> bytes:
+def load_graph(onnx_path: str | Path, fp16: bool) -> bytes:
     """Serialized graph; with fp16, weights and compute in half precision, inputs/outputs kept."""
     path = Path(onnx_path)
     if not path.exists():

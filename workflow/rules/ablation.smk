@@ -64,7 +64,6 @@ rule head_importance:
     threads: RUNTIME["threads"]
     resources:
         mem_mb=8000,
-        gpu=USES_GPU,
     conda:
         "../../envs/inference.yaml"
     script:

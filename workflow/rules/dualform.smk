@@ -20,7 +20,6 @@ rule dualform_cell:
     threads: RUNTIME["threads"]
     resources:
         mem_mb=8000,
-        gpu=USES_GPU,
     conda:
         "../../envs/inference.yaml"
     script:
