@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import json
 import os
@@ -43,6 +44,18 @@ def machine() -> dict:
         pass
     return {"cpu": cpu_model(), "cores": os.cpu_count(), "gpu": gpu,
             "platform": platform.platform(), "packages": package_versions()}
+
+
+def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options shared by the inference benchmarks: model, graph, prompts, batching, repeats."""
+    parser.add_argument("--model-dir", default="resources/models/smollm2-135m")
+    parser.add_argument("--onnx", default="resources/onnx/smollm2-135m/model.onnx")
+    parser.add_argument("--examples", type=int, default=48)
+    parser.add_argument("--shots", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--token-budget", type=int, default=8192)
+    parser.add_argument("--max-batch", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
 
 
 def inference_device() -> str:

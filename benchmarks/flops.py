@@ -30,7 +30,8 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import icl_feeds, inference_device, interleaved_medians, save  # noqa: E402
+from common import (add_inference_arguments, icl_feeds, inference_device,  # noqa: E402
+                    interleaved_medians, save)
 
 from iclab.models import head_layout, load_saved  # noqa: E402
 from iclab.runtime import create_runtime  # noqa: E402
@@ -70,14 +71,7 @@ def matmul_peak(device: str, dtype: torch.dtype, size: int, repeats: int) -> flo
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model-dir", default="resources/models/smollm2-135m")
-    parser.add_argument("--onnx", default="resources/onnx/smollm2-135m/model.onnx")
-    parser.add_argument("--examples", type=int, default=48)
-    parser.add_argument("--shots", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--token-budget", type=int, default=8192)
-    parser.add_argument("--max-batch", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=3)
+    add_inference_arguments(parser)
     parser.add_argument("--peak-size", type=int,
                         help="GEMM side (default 4096 on CPU, 8192 on CUDA)")
     parser.add_argument("--peak-repeats", type=int, default=5)

@@ -25,12 +25,13 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import icl_feeds, inference_device, interleaved_medians, save  # noqa: E402
+from common import (add_inference_arguments, icl_feeds, inference_device,  # noqa: E402
+                    interleaved_medians, save)
 from flops import inference_flops  # noqa: E402
 
 from iclab.export import INPUT_NAMES, TargetLogProbs  # noqa: E402
 from iclab.models import head_layout, load_saved  # noqa: E402
-from iclab.runtime import PROVIDERS, Runtime, load_graph, create_runtime  # noqa: E402
+from iclab.runtime import PROVIDERS, Runtime, create_runtime, load_graph  # noqa: E402
 
 LEVELS = ["ORT_DISABLE_ALL", "ORT_ENABLE_BASIC", "ORT_ENABLE_EXTENDED"]  # ALL: create_runtime
 
@@ -82,14 +83,7 @@ def max_diff(a: list[np.ndarray], b: list[np.ndarray]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model-dir", default="resources/models/smollm2-135m")
-    parser.add_argument("--onnx", default="resources/onnx/smollm2-135m/model.onnx")
-    parser.add_argument("--examples", type=int, default=48)
-    parser.add_argument("--shots", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--token-budget", type=int, default=8192)
-    parser.add_argument("--max-batch", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=3)
+    add_inference_arguments(parser)
     parser.add_argument("--no-levels", action="store_true", help="skip the optimisation levels")
     args = parser.parse_args()
 
