@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import os
+import re
 import subprocess
 import sys
 
@@ -149,3 +151,22 @@ def test_seeds_lists_every_seed():
     assert found["sampling"] == config["seeds"]
     assert found["dualform.control_seed"] == config["dualform"]["control_seed"]
     assert {f"models.{m['name']}.seed" for m in config["models"]} <= found.keys()
+
+
+@pytest.mark.parametrize("model_id,message", [
+    ("./no/such/model", "local model directory .* does not exist or has no config.json"),
+    ("iclab-test/definitely-not-cached", "is not in the Hugging Face cache and HF_HUB_OFFLINE"),
+])
+def test_unusable_hf_model_fails_at_parse_time(tmp_path, model_id, message):
+    config = load()
+    config["models"] = [{"name": "m", "source": "hf", "id": model_id}]
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(config))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile", str(path),
+         "--directory", str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, env=env)
+    assert proc.returncode != 0
+    assert re.search(message, proc.stdout + proc.stderr)
+    assert not (tmp_path / "resources").exists()

@@ -144,16 +144,44 @@ def load_gguf(gguf_path: Path):
     return model.eval(), tokenizer
 
 
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+
+
+def looks_like_directory(model_id: str) -> bool:
+    return model_id.startswith((".", "/", "~")) or Path(model_id).expanduser().exists()
+
+
+def hf_source_problem(model_id: str, revision: str | None = None) -> str | None:
+    """Why an `hf` model cannot be loaded, found without loading it (a missing local directory,
+    or a hub id that is not cached while the hub is offline); None if nothing is known wrong."""
+    local = Path(model_id).expanduser()
+    if looks_like_directory(model_id):
+        if not (local / "config.json").exists():
+            return f"local model directory {str(local)!r} does not exist or has no config.json"
+        return None
+    if hub_offline():
+        from huggingface_hub import try_to_load_from_cache
+
+        if not isinstance(try_to_load_from_cache(model_id, "config.json", revision=revision), str):
+            return (f"Hugging Face model {model_id!r} is not in the Hugging Face cache and "
+                    "HF_HUB_OFFLINE is set. Run `hf download "
+                    f"{model_id}` on a machine with network, or set `source: hf` with `id:` "
+                    "pointing at a local directory that holds config.json, safetensors weights "
+                    "and a tokenizer.")
+    return None
+
+
 def load_hf(model_id: str, revision: str | None, trust_remote_code: bool):
     """Load a hub id or local directory; safetensors only, never pickles."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+    problem = hf_source_problem(model_id, revision)
+    if problem:
+        raise ModelSourceError(problem)
+    offline = hub_offline()
     local = Path(model_id).expanduser()
-    looks_local = model_id.startswith((".", "/", "~")) or local.exists()
-    if looks_local and not (local / "config.json").exists():
-        raise ModelSourceError(
-            f"local model directory {str(local)!r} does not exist or has no config.json")
+    looks_local = looks_like_directory(model_id)
     try:
         tokenizer = AutoTokenizer.from_pretrained(
             str(local) if looks_local else model_id, revision=revision,

@@ -26,6 +26,23 @@ resolve_task_paths(config["tasks"])
 check_config(config)
 
 MODELS = {m["name"]: m for m in config["models"]}
+
+
+def check_model_sources():
+    """Hugging Face models not yet acquired: a missing local directory, or an uncached hub id
+    while offline, fails here before any job rather than in acquire_model."""
+    pending = [m for m in MODELS.values() if m["source"] == "hf"
+               and not Path(f"resources/models/{m['name']}/model.json").exists()]
+    if pending:
+        from iclab.models import hf_source_problem
+
+        for spec in pending:
+            problem = hf_source_problem(spec["id"], spec.get("revision"))
+            if problem:
+                raise ValueError(f"models[{spec['name']}]: {problem}")
+
+
+check_model_sources()
 TASKS = config["tasks"]
 SEEDS = config["seeds"]
 RUNTIME = config["runtime"]
