@@ -52,17 +52,24 @@ def check_provider_request(provider: str, fp16: bool) -> None:
         raise ProviderError("runtime.fp16 needs the CUDA provider; set provider: cuda or auto")
 
 
-def require_cuda() -> None:
-    """Fail unless onnxruntime can really run on CUDA here: a one-node graph is opened on the CUDA
-    provider and the provider read back. Cheap enough to run when the DAG is parsed."""
+def require_cuda_build() -> None:
+    """Fail unless this onnxruntime build has a CUDA execution provider at all."""
     import onnxruntime as ort
-    from onnx import TensorProto, helper
 
     available = ort.get_available_providers()
     if PROVIDERS["cuda"] not in available:
         raise ProviderError(
             "runtime.provider: cuda was requested but this onnxruntime build has no CUDA provider "
             f"(available: {available}); install onnxruntime-gpu or set provider: cpu or auto")
+
+
+def require_cuda() -> None:
+    """Fail unless onnxruntime can really run on CUDA here: a one-node graph is opened on the CUDA
+    provider and the provider read back. Cheap enough to run when the DAG is parsed."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    require_cuda_build()
     value = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
     graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "probe", [value],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
@@ -100,10 +107,8 @@ def create_runtime(onnx_path: str | Path, provider: str = "auto", threads: int =
     if provider == "auto":
         # A CUDA-less fallback is expected here and recorded below, not an error to print.
         ort.set_default_logger_severity(4)
-    if provider == "cuda" and PROVIDERS["cuda"] not in ort.get_available_providers():
-        raise ProviderError(
-            "provider: cuda was requested but this onnxruntime build has no CUDA provider "
-            f"(available: {ort.get_available_providers()}); install onnxruntime-gpu")
+    if provider == "cuda":
+        require_cuda_build()
     model_bytes = load_graph(onnx_path, fp16)
     try:
         session = ort.InferenceSession(model_bytes, sess_options=options, providers=providers)
