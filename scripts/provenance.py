@@ -12,14 +12,15 @@ from iclab.io import read_json, sha256_file, write_json, write_table
 from iclab.provenance import config_hash, machine, package_versions, providers_used, seeds
 
 config = dict(sm.config)
+GRAPH_OF_REPORT = {"parity.json": "model", "attention_parity.json": "attention"}
 sources = [Path(p) for p in sm.input.sources]
 
 
 def model_record(name: str) -> dict:
     """Hashes of a model's weights and graphs, and the providers its inference jobs used."""
     card = read_json(f"resources/models/{name}/model.json")
-    graphs = {p.stem: sha256_file(p) for p in sources
-              if p.parts[:3] == ("resources", "onnx", name) and p.suffix == ".onnx"}
+    graphs = {GRAPH_OF_REPORT[p.name]: read_json(p)["onnx_sha256"]  # hashed at export
+              for p in sources if p.parts[:3] == ("resources", "onnx", name)}
     outputs = [p for p in sources if p.parts[0] == "results" and p.parts[2] == name]
     return {"source": card.get("source"), "model_sha256": card["sha256"],
             "onnx_sha256": graphs, "providers": providers_used(outputs)}

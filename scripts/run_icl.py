@@ -5,7 +5,7 @@ sm = snakemake  # noqa: F821 (provided by Snakemake)
 log = route_to_log(sm)
 
 from iclab.cells import cell_examples, saved_model_info
-from iclab.io import sha256_file, write_json, write_table
+from iclab.io import read_json, write_json, write_table
 from iclab.provenance import config_hash, machine, package_versions
 from iclab.runtime import create_runtime
 from iclab.scoring import score_examples
@@ -24,7 +24,7 @@ write_json(sm.output.meta, {
     "shots": shots, "seed": seed,
     "n_examples": len(samples), "accuracy": float(samples["correct"].mean()),
     "provider": runtime.provider, "fp16": runtime.fp16, "provider_requested": runtime_cfg["provider"],
-    "model_sha256": card["sha256"], "onnx_sha256": sha256_file(sm.input.onnx),
+    "model_sha256": card["sha256"], "onnx_sha256": read_json(sm.input.parity)["onnx_sha256"],
     "config_sha256": config_hash(dict(sm.config)), "packages": package_versions(),
     "machine": machine(),
 })

@@ -133,15 +133,16 @@ def provenance_outputs():
 
 
 def provenance_sources():
-    """Files that record what produced the tables: model cards, graphs, provider read-backs."""
+    """Files that record what produced the tables: model cards, graph hashes (in the export
+    parity reports), provider read-backs."""
     sources = [f"resources/models/{model}/model.json" for model in MODELS]
-    sources += [f"resources/onnx/{model}/model.onnx" for model in MODELS]
+    sources += [f"resources/onnx/{model}/parity.json" for model in MODELS]
     sources += sample_outputs(suffix=".meta.json")
     if ABLATION["cells"]:
         sources += [path for wc in ablation_cells() for path in ablation_shards(wc)]
         sources += [f"{d}/pruning.parquet" for d in cell_dirs("ablation")]
     if ATTENTION["cells"]:
-        sources += [f"resources/onnx/{model}/attention.onnx" for model in MODELS]
+        sources += [f"resources/onnx/{model}/attention_parity.json" for model in MODELS]
         sources += [f"{d}/metrics.parquet" for d in cell_dirs("attention")]
         sources += [f"results/attention/{model}/induction.parquet" for model in MODELS]
     return sources
