@@ -43,6 +43,7 @@ test-slurm: $(STAMP)
 bench: $(STAMP)
 	$(SNAKEMAKE) --cores $(CORES) --configfile config/config.yaml $(PROFILE) resources/onnx/smollm2-135m/parity.json
 	$(BIN)/python benchmarks/ablation_sweep.py
+	$(BIN)/python benchmarks/decode.py
 	$(BIN)/python benchmarks/ort_vs_torch.py
 	$(BIN)/python benchmarks/flops.py
 	-$(BIN)/python benchmarks/pipeline_summary.py  # needs a `make run` first; says so if none

@@ -3,7 +3,10 @@
 Baseline (seed 000 §3.1 as written): for each head, for each example, one full PyTorch forward at
 batch size 1 with full-vocabulary logits at every position, the head zeroed by a hook.
 iclab: the same (head, example) pairs as rows of shared batches through the ONNX graph's
-head_mask, log-probs at the answer positions only. Same examples, same machine, one run.
+head_mask, log-probs at the answer positions only; with shared demonstrations (the default
+sweep cell), the demonstration prefix runs once per ablation and its key/value cache serves
+every item ("prefix cache"), measured beside the same batches without that reuse ("full
+pass"). Same examples, same machine, one run.
 
     python benchmarks/ablation_sweep.py [--model-dir resources/models/smollm2-135m]
 """
@@ -17,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+import iclab.scoring
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import save  # noqa: E402
@@ -55,39 +60,56 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=2, help="layers whose heads are swept")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--token-budget", type=int, default=8192)
+    parser.add_argument("--demonstrations", choices=["shared", "per_item"], default="shared")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
     model, tokenizer = load_saved(args.model_dir)
     layout = head_layout(model.config)
-    examples = build_examples("copy", args.examples, args.shots, seed=0)
+    examples = build_examples("copy", args.examples, args.shots, seed=0,
+                              demonstrations=args.demonstrations)
     conditions = [c for layer in range(args.layers) for c in layer_conditions(layout, layer)]
     ablated = len(conditions) * len(examples)
 
     runtime = create_runtime(args.onnx, "auto", args.threads)
-    sweep(runtime, tokenizer, examples[:1], conditions[:1], layout, args.token_budget, 64,
+
+    def batched_sweep():
+        start = time.perf_counter()
+        frame = sweep(runtime, tokenizer, examples, conditions, layout, args.token_budget, 64,
+                      progress=False)
+        return time.perf_counter() - start, frame
+
+    sweep(runtime, tokenizer, examples[:2], conditions[:2], layout, args.token_budget, 64,
           progress=False)  # warm-up
-    start = time.perf_counter()
-    batched = sweep(runtime, tokenizer, examples, conditions, layout, args.token_budget, 64,
-                    progress=False)
-    batched_s = time.perf_counter() - start
+    cached_s, cached = batched_sweep()
+    shared_prefix = iclab.scoring.MIN_SHARED_PREFIX
+    iclab.scoring.MIN_SHARED_PREFIX = 10 ** 9  # the same batches, every prefix recomputed
+    full_s, full = batched_sweep()
+    iclab.scoring.MIN_SHARED_PREFIX = shared_prefix
 
     per_head_loop(model, tokenizer, examples[:1], conditions[:1], layout)  # warm-up
     loop_s, loop_gold = per_head_loop(model, tokenizer, examples, conditions, layout)
 
-    max_diff = float(np.abs(batched["gold_logprob"].to_numpy() - np.array(loop_gold)).max())
+    def max_diff(frame) -> float:
+        return float(np.abs(frame["gold_logprob"].to_numpy() - np.array(loop_gold)).max())
+
     result = {
         "model": str(args.model_dir), "provider": runtime.provider, "threads": args.threads,
-        "examples": len(examples), "shots": args.shots, "conditions": len(conditions),
-        "ablated_examples": ablated,
-        "batched_seconds": batched_s, "loop_seconds": loop_s,
-        "batched_examples_per_s": ablated / batched_s, "loop_examples_per_s": ablated / loop_s,
-        "speedup": loop_s / batched_s, "target_speedup": 10.0,
-        "max_abs_gold_logprob_diff": max_diff,
+        "examples": len(examples), "shots": args.shots, "demonstrations": args.demonstrations,
+        "conditions": len(conditions), "ablated_examples": ablated,
+        "prefix_cache_seconds": cached_s, "full_pass_seconds": full_s, "loop_seconds": loop_s,
+        "prefix_cache_examples_per_s": ablated / cached_s,
+        "full_pass_examples_per_s": ablated / full_s, "loop_examples_per_s": ablated / loop_s,
+        "speedup": loop_s / cached_s, "speedup_full_pass": loop_s / full_s,
+        "prefix_cache_gain": full_s / cached_s, "target_speedup": 10.0,
+        "max_abs_gold_logprob_diff": max_diff(cached),
+        "max_abs_gold_logprob_diff_full_pass": max_diff(full),
+        "same_correct_cache_vs_full": bool((cached["correct"] == full["correct"]).all()),
     }
     path = save(f"ablation_sweep-{runtime.device}", result)
-    print(f"batched {ablated / batched_s:.1f} ex/s, loop {ablated / loop_s:.1f} ex/s, "
-          f"speedup {loop_s / batched_s:.2f}x (target 10x), max |Δ gold log-prob| {max_diff:.2e}"
+    print(f"prefix cache {ablated / cached_s:.1f} ex/s, full pass {ablated / full_s:.1f} ex/s, "
+          f"loop {ablated / loop_s:.1f} ex/s: {loop_s / cached_s:.2f}x (full pass "
+          f"{loop_s / full_s:.2f}x; target 10x), max |Δ gold log-prob| {max_diff(cached):.2e}"
           f" -> {path}")
 
 

@@ -11,7 +11,7 @@ from iclab.runtime import create_runtime
 
 wc, ablation, runtime_cfg = sm.wildcards, sm.params.ablation, sm.params.runtime
 card, layout, tokenizer = saved_model_info(sm.input.card)
-_, examples = cell_halves(wc, sm.params.task_settings, ablation["n_test"])  # the scoring half
+_, examples = cell_halves(wc, sm.params.task_settings, **sm.params.cell)  # the scoring half
 if wc.shard == "baseline":
     conditions = [Condition()]
 else:

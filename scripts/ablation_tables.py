@@ -7,7 +7,7 @@ log = route_to_log(sm)
 
 import pandas as pd
 
-from iclab.ablation import check_item_split, importance_vs_effects
+from iclab.ablation import check_item_split, flag_counts, importance_vs_effects
 from iclab.cells import read_cell_table
 from iclab.io import write_table
 
@@ -20,4 +20,6 @@ write_table(sm.output.effects, effects)
 write_table(sm.output.importance, importance)
 write_table(sm.output.correlation, correlation)
 write_table(sm.output.pruning, pruning)
-log.info("\n%s", correlation.to_string())
+flags = flag_counts(effects)
+write_table(sm.output.flags, flags)
+log.info("\n%s\n%s", correlation.to_string(), flags.to_string())

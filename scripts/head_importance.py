@@ -18,7 +18,7 @@ wc, ablation = sm.wildcards, sm.params.ablation
 torch.set_num_threads(sm.threads)
 model, tokenizer = load_saved(Path(sm.input.card).parent)
 layout = head_layout(model.config)
-examples, _ = cell_halves(wc, sm.params.task_settings, ablation["n_test"])
+examples, _ = cell_halves(wc, sm.params.task_settings, **sm.params.cell)
 raw = gradient_importance(model, tokenizer, examples, layout, ablation["importance_batch"],
                           normalize=False)
 normalized = normalize_per_layer(raw)

@@ -17,7 +17,7 @@ from iclab.runtime import create_runtime
 
 wc, ablation, runtime_cfg = sm.wildcards, sm.params.ablation, sm.params.runtime
 card, layout, tokenizer = saved_model_info(sm.input.card)
-_, examples = cell_halves(wc, sm.params.task_settings, ablation["n_test"])  # the sweep's half
+_, examples = cell_halves(wc, sm.params.task_settings, **sm.params.cell)  # the sweep's half
 importance = pd.read_parquet(sm.input.importance).pivot(index="layer", columns="head",
                                                         values="importance").to_numpy()
 fractions = np.round(np.arange(0.0, 1.0, ablation["pruning_step"]), 6).tolist()

@@ -183,13 +183,48 @@ def test_bh_flags_few_null_heads_and_keeps_true_effects():
     null, true = table.iloc[:100], table.iloc[100:]
     uncorrected = (null["p_logprob"] < 0.05).sum()
     bootstrap = ((null["delta_logprob_high"] < 0) | (null["delta_logprob_low"] > 0)).sum()
-    corrected = (null["hurts"] | null["helps"]).sum()
+    corrected = (null["hurts_logprob"] | null["helps_logprob"]).sum()
     assert uncorrected >= 3 and bootstrap >= 5 and corrected <= 1
-    assert true["hurts"].all() and not true["helps"].any()
+    assert true["hurts_logprob"].all() and not true["helps_logprob"].any()
     assert (true["q_logprob"] < 0.05).all()
     assert (table["q_logprob"] >= table["p_logprob"]).all()
     pure = effects(constructed_sweep(100, 0, n=16, seed=0))
-    assert not (pure["hurts"] | pure["helps"]).any()
+    assert not (pure["hurts_logprob"] | pure["helps_logprob"]).any()
+    # Every item stays correct: exact match flags nothing, whatever the log-prob does.
+    assert not (table["hurts"] | table["helps"]).any() and (table["p_accuracy"] == 1.0).all()
+
+
+def constructed_flips(null_heads: int, true_heads: int, n: int, seed: int) -> pd.DataFrame:
+    """Sweep rows with exact-match changes: a null head flips a random 20% of items either way,
+    a true head loses 60% of the (all-correct) baseline's items."""
+    rng = np.random.default_rng(seed)
+    rows = [{"condition": "baseline", "kind": "baseline", "layer": -1, "head": -1, "item": i,
+             "correct": bool(i % 2), "gold_logprob": -1.0} for i in range(n)]
+    for head in range(null_heads + true_heads):
+        if head < null_heads:
+            flip = rng.random(n) < 0.2
+            correct = [bool(i % 2) != f for i, f in enumerate(flip)]
+        else:
+            correct = [bool(i % 2) and rng.random() > 0.6 for i in range(n)]
+        rows += [{"condition": f"L0H{head}", "kind": "head", "layer": 0, "head": head, "item": i,
+                  "correct": c, "gold_logprob": -1.0} for i, c in enumerate(correct)]
+    return pd.DataFrame(rows)
+
+
+def test_exact_match_flags_use_mcnemar_with_bh():
+    from scipy.stats import binomtest
+
+    table = effects(constructed_flips(200, 5, n=64, seed=1))
+    null, true = table.iloc[:200], table.iloc[200:]
+    assert (null["p_accuracy"] < 0.05).sum() >= 3  # uncorrected tests would flag null heads
+    assert not (null["hurts"] | null["helps"]).any()
+    assert true["hurts"].all() and not true["helps"].any()
+    row = constructed_flips(1, 0, n=64, seed=1)
+    one = effects(row).iloc[0]
+    base = row[row["kind"] == "baseline"]["correct"].to_numpy()
+    ablated = row[row["kind"] == "head"]["correct"].to_numpy()
+    lost, gained = int((base & ~ablated).sum()), int((~base & ablated).sum())
+    assert one["p_accuracy"] == pytest.approx(binomtest(lost, lost + gained).pvalue)
 
 
 def test_importance_and_sweep_items_are_disjoint():

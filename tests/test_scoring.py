@@ -18,8 +18,10 @@ def hf_greedy(model, tokenizer, prompt: str, new_tokens: int) -> list[int]:
     ids = torch.tensor([tokenizer(prompt).input_ids])
     with torch.no_grad():
         out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
-                             min_new_tokens=new_tokens, do_sample=False, pad_token_id=0)
-    return out[0, ids.shape[1]:].tolist()
+                             do_sample=False, pad_token_id=0)
+    tokens = out[0, ids.shape[1]:].tolist()
+    eos = tokenizer.eos_token_id
+    return tokens[: tokens.index(eos)] if eos in tokens else tokens
 
 
 def torch_logprobs(model, ids: list[int]) -> np.ndarray:
@@ -39,12 +41,14 @@ def test_greedy_decode_matches_generate(tiny, tokenizer):
     want = [hf_greedy(model, tokenizer, ex.prompt, 6) for ex in examples]
     for text, tokens in zip(ours, want):
         assert text == tokenizer.decode(tokens)
-    # Known prefixes and wrong first guesses must not change the result (Jacobi fixed point).
-    rng = np.random.default_rng(0)
-    guesses = [rng.integers(3, len(tokenizer), size=4).tolist() for _ in examples]
+    # Known prefixes join the prompt pass and must not change the result; nor may the batch
+    # size (rows of different lengths share one cache, padded on the right).
     resumed = greedy_decode(runtime, tokenizer, prompts, head_layout(model.config), 6, 4096, 8,
-                            stop="\x00never", prefixes=[t[:2] for t in want], guesses=guesses)
+                            stop="\x00never", prefixes=[t[:2] for t in want])
     assert resumed == ours
+    one_by_one = greedy_decode(runtime, tokenizer, prompts, head_layout(model.config), 6, 4096, 1,
+                               stop="\x00never")
+    assert one_by_one == ours
 
 
 def test_teacher_forced_correct_equals_generate(tiny, tokenizer):
@@ -201,3 +205,34 @@ def test_candidate_scores_match_pytorch(tiny, tokenizer):
         scaled = np.asarray(row.choice_logprobs) / 0.5
         assert row.contrastive_loss == pytest.approx(
             -(scaled[ex.choices.index(ex.y)] - np.log(np.exp(scaled).sum())), abs=1e-6)
+
+
+def test_shared_prefix_cache_equals_full_pass(tiny, tokenizer, monkeypatch):
+    """Rows that share their first tokens (shared demonstrations) are scored from one prefix
+    pass per head mask: the numbers equal full passes, mask by mask."""
+    import iclab.scoring
+
+    _, model, path = tiny
+    runtime = create_runtime(path, "cpu", 1)
+    layout = head_layout(model.config)
+    examples = build_examples("copy", 5, 3, seed=0, demonstrations="shared")
+    encoded = [encode(tokenizer, ex.prompt, ex.target) for ex in examples] * 3
+    masks = np.ones((len(encoded), layout.n_layers, layout.n_heads), dtype=np.float32)
+    masks[5:10, 0, 1] = 0.0
+    masks[10:, 1] = 0.0
+    assert iclab.scoring.common_prefix_length([e.prompt_ids for e in encoded]) > 40
+    cached = teacher_forced(runtime, encoded, layout, 0, 4096, 4, progress=False,
+                            head_masks=masks)
+    monkeypatch.setattr(iclab.scoring, "MIN_SHARED_PREFIX", 10 ** 9)
+    full = teacher_forced(runtime, encoded, layout, 0, 4096, 4, progress=False, head_masks=masks)
+    np.testing.assert_allclose(cached["gold_logprob"], full["gold_logprob"], atol=1e-5)
+    assert cached["argmax_ids"].tolist() == full["argmax_ids"].tolist()
+    assert np.abs(cached["gold_logprob"][:5].to_numpy() - cached["gold_logprob"][5:10]).max() > 1e-4
+
+
+def test_common_prefix_length():
+    from iclab.scoring import common_prefix_length
+
+    assert common_prefix_length([[1, 2, 3, 4], [1, 2, 5], [1, 2, 3]]) == 2
+    assert common_prefix_length([[1, 2], [1, 2]]) == 2
+    assert common_prefix_length([[7, 2], [1, 2]]) == 0

@@ -48,8 +48,12 @@ def test_card_facts(smollm2, cache_dir):
 
 
 # Cells where SmolLM2 emits the answer's tokens and then keeps going on some rows (measured with
-# seed 0: copy 1-shot 1 row of 24, remap semantic 3-shot 2, remap remapped 3-shot 1).
-AGREEMENT_CELLS = [("copy", "default", 1), ("remap", "semantic", 3), ("remap", "remapped", 3)]
+# seed 0: copy 1-shot 1 row of 24, remap semantic 3-shot 2, remap remapped 3-shot 1); date
+# 1-shot rows are mostly wrong, so their predictions are decoded with the key/value cache; the
+# shared-demonstration cell is scored through the shared-prefix cache.
+AGREEMENT_CELLS = [("copy", "default", 1, "per_item", 24), ("remap", "semantic", 3, "per_item", 24),
+                   ("remap", "remapped", 3, "per_item", 24), ("date", "default", 1, "per_item", 12),
+                   ("remap", "semantic", 9, "shared", 12)]
 
 
 def test_correct_and_prediction_agree_with_generate(smollm2):
@@ -57,8 +61,9 @@ def test_correct_and_prediction_agree_with_generate(smollm2):
     torch.set_num_threads(2)
     runtime = create_runtime(onnx_path, "cpu", 2)
     agree, runs_past, total = 0, 0, 0
-    for task, variant, shots in AGREEMENT_CELLS:
-        examples = build_examples(task, 24, shots, seed=0, variant=variant)
+    for task, variant, shots, demonstrations, n in AGREEMENT_CELLS:
+        examples = build_examples(task, n, shots, seed=0, variant=variant,
+                                  demonstrations=demonstrations)
         rows = score_examples(runtime, tokenizer, examples, head_layout(model.config), 8192, 16,
                               progress=False)
         for ex, row in zip(examples, rows.itertuples()):
@@ -77,3 +82,26 @@ def test_correct_and_prediction_agree_with_generate(smollm2):
     print(f"SmolLM2 vs generate(): {agree}/{total} rows agree; {runs_past} run past the answer")
     assert agree / total >= 0.98
     assert runs_past >= 1, "the sample must cover rows where greedy runs past the answer"
+
+
+def test_shared_prefix_sweep_equals_full_pass(smollm2, monkeypatch):
+    """A sweep over shared-demonstration prompts through the prefix cache gives the full pass's
+    numbers (one prefix pass per head mask, then only each item's own tokens)."""
+    import numpy as np
+
+    import iclab.scoring
+    from iclab.ablation import evaluate_masks
+
+    model, tokenizer, onnx_path = smollm2
+    layout = head_layout(model.config)
+    runtime = create_runtime(onnx_path, "cpu", 2)
+    examples = build_examples("copy", 6, 2, seed=0, demonstrations="shared")
+    masks = np.ones((4, layout.n_layers, layout.n_heads), dtype=np.float32)
+    masks[1, 0, 2] = masks[2, 15, 4] = 0.0
+    masks[3, 29] = 0.0
+    cached = evaluate_masks(runtime, tokenizer, examples, masks, layout, 8192, 64, progress=False)
+    monkeypatch.setattr(iclab.scoring, "MIN_SHARED_PREFIX", 10 ** 9)
+    full = evaluate_masks(runtime, tokenizer, examples, masks, layout, 8192, 64, progress=False)
+    assert np.abs(cached["gold_logprob"] - full["gold_logprob"]).max() <= 1e-4
+    assert (cached["correct"] == full["correct"]).all()
+    assert cached.groupby("mask")["gold_logprob"].mean().nunique() == 4  # masks do differ

@@ -154,3 +154,34 @@ def test_custom_task_errors_name_line_and_field(tmp_path, rows, message):
 def test_custom_task_missing_file(tmp_path):
     with pytest.raises(TaskError, match="custom task file not found"):
         load_custom(tmp_path / "absent.jsonl")
+
+
+def test_shared_demonstrations_serve_every_item_and_exclude_all_test_items():
+    for task, variant in (("copy", "default"), ("remap", "semantic"), ("date", "default")):
+        shared = build_examples(task, 20, 4, seed=3, variant=variant, demonstrations="shared")
+        per_item = build_examples(task, 20, 4, seed=3, variant=variant)
+        assert [e.item for e in shared] == [e.item for e in per_item]  # same test items
+        assert len({e.demos for e in shared}) == 1
+        assert len({e.demos for e in per_item}) > 1
+        tests = {(e.x, e.y) for e in shared}
+        assert not tests & set(shared[0].demos)
+    with pytest.raises(TaskError, match="demonstrations must be one of"):
+        build_examples("copy", 2, 1, seed=0, demonstrations="some")
+
+
+def test_arbitrary_remap_labels_carry_no_category():
+    from collections import Counter
+
+    from iclab.tasks import REMAP_LABELS, task_data
+
+    data = task_data("remap", {}, "arbitrary")
+    semantic = task_data("remap", {}, "semantic")
+    assert [it.x for it in data.items] == [it.x for it in semantic.items]
+    labels = set(REMAP_LABELS["semantic"].values())
+    assert {it.y for it in data.items} == labels
+    agree = sum(a.y == b.y for a, b in zip(data.items, semantic.items)) / len(data.items)
+    assert 0.2 < agree < 0.47  # chance is 1/3: the label says nothing about the word
+    for category in REMAP_LABELS["semantic"]:  # every category spread over all three labels
+        counts = Counter(it.y for it in data.items if it.group == category)
+        assert len(counts) == 3 and max(counts.values()) < 0.5 * sum(counts.values())
+    assert data.items == task_data("remap", {}, "arbitrary").items  # fixed, seeded

@@ -82,19 +82,25 @@ def test_analysis_tables(run_dir):
 def test_ablation_tables(run_dir):
     tables = run_dir / "results" / "tables"
     head_effects = pd.read_csv(tables / "head_effects.csv")
-    assert len(head_effects) == 2 * (2 * 4 + 2)  # models x (heads + layers)
+    assert len(head_effects) == 2 * 2 * (2 * 4 + 2)  # models x cells x (heads + layers)
     assert set(head_effects["kind"]) == {"head", "layer"}
-    assert (head_effects["n"] == 4).all()
+    n_by_cell = head_effects.groupby("variant")["n"].unique().to_dict()
+    assert {k: list(v) for k, v in n_by_cell.items()} == {"default": [4], "arbitrary": [3]}
+    flags = pd.read_csv(tables / "head_flag_counts.csv")
+    assert len(flags) == 4 and flags["null"].tolist().count(True) == 2
+    assert (flags["flagged"] == flags["hurts"] + flags["helps"]).all()
+    assert (flags["ablations"] == 10).all()
     importance = pd.read_csv(tables / "head_importance.csv")
-    norms = importance.groupby(["model", "layer"])["importance"].apply(lambda v: (v ** 2).sum())
+    norms = importance.groupby(["model", "variant", "layer"])["importance"].apply(lambda v: (v ** 2).sum())
     assert norms.round(6).eq(1).all()
     correlation = pd.read_csv(tables / "importance_vs_ablation.csv")
-    assert len(correlation) == 2 and correlation["spearman_logprob_harm"].between(-1, 1).all()
+    assert len(correlation) == 4
+    assert correlation["spearman_logprob_harm"].dropna().between(-1, 1).all()
     pruning = pd.read_csv(tables / "pruning_curves.csv")
-    assert len(pruning) == 2 * 3 * 10
+    assert len(pruning) == 2 * 2 * 3 * 10
     first = pruning[pruning["fraction_removed"] == 0]
     # step 0 of every order is the unablated model
-    assert first.groupby("model")["mean_gold_logprob"].nunique().eq(1).all()
+    assert first.groupby(["model", "variant"])["mean_gold_logprob"].nunique().eq(1).all()
 
 
 def test_attention_tables(run_dir):

@@ -103,12 +103,18 @@ def label_conditions(frame: pd.DataFrame, conditions: Sequence[Condition]) -> pd
 
 def effects(results: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
     """Δaccuracy and Δmean gold log-prob of each condition vs baseline, paired by item, with
-    bootstrap intervals and a sign-flip p-value for Δlog-prob; `hurts`/`helps` where its
-    Benjamini–Hochberg q over all the cell's ablations (heads and layers) is below `alpha`."""
+    bootstrap intervals and Benjamini–Hochberg q-values over all the cell's ablations (heads and
+    layers) for both: Δaccuracy by the exact McNemar test, Δlog-prob by a sign-flip test.
+
+    `hurts`/`helps` flag exact-match accuracy (the headline metric) where q < `alpha`.
+    `hurts_logprob`/`helps_logprob` flag the log-prob shift: zeroing almost any head moves every
+    log-prob of a deterministic model consistently, so those flags say a head matters to the
+    output distribution, not that it serves the task (the random-label null shows the gap).
+    """
     from statsmodels.stats.multitest import multipletests
 
     base = results[results["kind"] == "baseline"].set_index("item")
-    rows, differences = [], []
+    rows, differences, flips = [], [], []
     for (name, kind, layer, head), frame in results[results["kind"] != "baseline"].groupby(
             ["condition", "kind", "layer", "head"], sort=False):
         frame = frame.set_index("item").loc[base.index]
@@ -117,6 +123,7 @@ def effects(results: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
         d_lp, lp_low, lp_high = bootstrap_difference(frame["gold_logprob"],
                                                      base["gold_logprob"], 1 - alpha)
         differences.append(frame["gold_logprob"].to_numpy() - base["gold_logprob"].to_numpy())
+        flips.append(frame["correct"].to_numpy(int) - base["correct"].to_numpy(int))
         rows.append({"condition": name, "kind": kind, "layer": layer, "head": head,
                      "n": len(frame), "accuracy": float(frame["correct"].mean()),
                      "baseline_accuracy": float(base["correct"].mean()),
@@ -124,12 +131,41 @@ def effects(results: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
                      "delta_accuracy_high": acc_high, "delta_logprob": d_lp,
                      "delta_logprob_low": lp_low, "delta_logprob_high": lp_high})
     table = pd.DataFrame(rows)
+    table["p_accuracy"] = [mcnemar_exact(d) for d in flips]
+    table["q_accuracy"] = multipletests(table["p_accuracy"], alpha, method="fdr_bh")[1]
     table["p_logprob"] = sign_flip_pvalues(np.stack(differences, axis=1))
     table["q_logprob"] = multipletests(table["p_logprob"], alpha, method="fdr_bh")[1]
-    significant = table["q_logprob"] < alpha
-    table["hurts"] = significant & (table["delta_logprob"] < 0)
-    table["helps"] = significant & (table["delta_logprob"] > 0)
+    for metric, suffix in (("accuracy", ""), ("logprob", "_logprob")):
+        significant = table[f"q_{metric}"] < alpha
+        table[f"hurts{suffix}"] = significant & (table[f"delta_{metric}"] < 0)
+        table[f"helps{suffix}"] = significant & (table[f"delta_{metric}"] > 0)
     return table
+
+
+def flag_counts(effects: pd.DataFrame, keys: Sequence[str] = tuple(CELL_KEYS)) -> pd.DataFrame:
+    """Per cell: how many ablations were flagged (BH q < 0.05) by exact match and by log-prob,
+    with n; a `null` cell (random labels, no mapping to serve) shows the false-flag rate."""
+    from iclab.tasks import NULL_VARIANT
+
+    counted = effects.assign(
+        accuracy_flags=effects["hurts"] | effects["helps"],
+        logprob_flags=effects["hurts_logprob"] | effects["helps_logprob"])
+    table = counted.groupby(list(keys), sort=True).agg(
+        n=("n", "first"), ablations=("condition", "size"), hurts=("hurts", "sum"),
+        helps=("helps", "sum"), flagged=("accuracy_flags", "sum"),
+        hurts_logprob=("hurts_logprob", "sum"), helps_logprob=("helps_logprob", "sum"),
+        flagged_logprob=("logprob_flags", "sum")).reset_index()
+    table["null"] = table["variant"] == NULL_VARIANT
+    return table
+
+
+def mcnemar_exact(flips: np.ndarray) -> float:
+    """Two-sided exact McNemar p-value of paired exact-match changes `flips[item]` in {-1, 0, 1}
+    (ablated minus baseline): a binomial test of the discordant pairs' signs at 1/2."""
+    from scipy.stats import binomtest
+
+    lost, gained = int((flips < 0).sum()), int((flips > 0).sum())
+    return float(binomtest(lost, lost + gained).pvalue) if lost + gained else 1.0
 
 
 PERMUTATION_RESAMPLES = 1 << 16
@@ -169,10 +205,11 @@ def split_examples(examples: Sequence[Example]) -> tuple[list[Example], list[Exa
 
 
 def cell_halves(wildcards, task_settings: dict, n_test: int | None,
-                ) -> tuple[list[Example], list[Example]]:
-    """`split_examples` of 2·n_test examples of the cell (all its items if n_test is None)."""
+                demonstrations: str = "shared") -> tuple[list[Example], list[Example]]:
+    """`split_examples` of 2·n_test examples of the cell (all its items if n_test is None);
+    with `shared` demonstrations both halves see the same demonstration set."""
     return split_examples(cell_examples(wildcards, task_settings,
-                                        None if n_test is None else 2 * n_test))
+                                        None if n_test is None else 2 * n_test, demonstrations))
 
 
 def item_ids(items) -> str:

@@ -25,12 +25,16 @@ def read_cell_table(path: str | Path) -> pd.DataFrame:
     return frame
 
 
-def cell_examples(wildcards, task_settings: dict, n_test: int | None):
-    """The examples of the cell named by a rule's wildcards (task, variant, shots, seed)."""
+def cell_examples(wildcards, task_settings: dict, n_test: int | None,
+                  demonstrations: str | None = None):
+    """The examples of the cell named by a rule's wildcards (task, variant, shots, seed);
+    `demonstrations` (per_item | shared) defaults to the task's setting."""
     from iclab.tasks import build_examples
 
     return build_examples(wildcards.task, n_test, int(wildcards.shots), int(wildcards.seed),
-                          variant=wildcards.variant, settings=task_settings)
+                          variant=wildcards.variant, settings=task_settings,
+                          demonstrations=demonstrations
+                          or task_settings.get("demonstrations", "per_item"))
 
 
 def saved_model_info(card_path: str | Path):

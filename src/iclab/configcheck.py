@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from iclab.tasks import VARIANTS, TaskError, load_custom, pool_size
+import numpy as np
+
+from iclab.tasks import DEFAULT_VARIANTS, VARIANTS, TaskError, load_custom, pool_size, task_data
 
 
 class ConfigError(ValueError):
@@ -17,8 +19,8 @@ def task_type(name: str, settings: dict) -> str:
 
 
 def task_variants(name: str, settings: dict) -> list[str]:
-    """The configured variants of a task, or all variants of its type."""
-    return list(settings.get("variants") or VARIANTS[task_type(name, settings)])
+    """The configured variants of a task, or its type's default variants."""
+    return list(settings.get("variants") or DEFAULT_VARIANTS[task_type(name, settings)])
 
 
 def has_choices(name: str, settings: dict) -> bool:
@@ -58,6 +60,30 @@ def check_toy(toy: dict[str, Any]) -> None:
         raise ConfigError("toy.text_icl: need 1 <= early_index - index_window and late_index + "
                           f"index_window < length, got {text['early_index']}, "
                           f"{text['late_index']} ± {w}, length {text['length']}")
+
+
+def ablation_cell_settings(cell: dict, ablation: dict) -> dict:
+    """A sweep cell's `n_test` and `demonstrations`: its own, else the ablation section's."""
+    return {key: cell.get(key, ablation[key]) for key in ("n_test", "demonstrations")}
+
+
+def check_ablation_items(key: str, cell: dict, ablation: dict, task_settings: dict) -> None:
+    """2·n_test test items (ranking and scoring halves) plus, with shared demonstrations, a
+    demonstration set disjoint from all of them must fit in the task's pools."""
+    if task_type(cell["task"], task_settings) == "copy":
+        return  # 6720 items: any sweep fits
+    settings = ablation_cell_settings(cell, ablation)
+    data = task_data(cell["task"], task_settings, cell["variant"])
+    wanted = 2 * settings["n_test"]
+    if wanted > len(data.test_pool):
+        raise ConfigError(f"{key}: n_test {settings['n_test']} needs {wanted} test items (ranking "
+                          f"and scoring halves), the pool has {len(data.test_pool)}")
+    if settings["demonstrations"] == "shared":
+        overlap = len(np.intersect1d(data.demo_pool, data.test_pool))
+        left = len(data.demo_pool) - min(wanted, overlap)  # at worst every test item is in both
+        if cell["shots"] > left:
+            raise ConfigError(f"{key}.shots: {cell['shots']} shared demonstrations do not fit "
+                              f"beside {wanted} test items ({left} pool items left)")
 
 
 def check_config(config: dict[str, Any]) -> None:
@@ -101,12 +127,14 @@ def check_config(config: dict[str, Any]) -> None:
         if cell["task"] not in config["tasks"]:
             raise ConfigError(f"{key}.task: {cell['task']!r} is not configured under tasks")
         settings = config["tasks"][cell["task"]]
-        if cell["variant"] not in task_variants(cell["task"], settings):
-            raise ConfigError(f"{key}.variant: {cell['variant']!r} is not among "
-                              f"{task_variants(cell['task'], settings)}")
+        known = VARIANTS[task_type(cell["task"], settings)]
+        if cell["variant"] not in known:
+            raise ConfigError(f"{key}.variant: {cell['variant']!r} is not among {known}")
         pool = pool_size(cell["task"], settings, cell["variant"])
         if cell["shots"] > pool:
             raise ConfigError(f"{key}.shots: {cell['shots']} larger than the demonstration pool")
+        if section == "ablation":
+            check_ablation_items(key, cell, config["ablation"], settings)
         n_validation = config["dualform"]["n_validation"] if section == "dualform" else 0
         if cell["shots"] + n_validation > pool:
             raise ConfigError(f"{key}.shots: {cell['shots']} demonstrations + dualform."

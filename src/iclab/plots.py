@@ -194,11 +194,11 @@ def ablation_heatmaps(effects: pd.DataFrame, png: str | Path, pdf: str | Path) -
             sns.heatmap(grid, ax=ax, cmap="RdBu", vmin=-bound, vmax=bound, center=0,
                         cbar_kws={"label": f"{label} (clipped at ±{bound:.2g})"},
                         linewidths=0.2, linecolor="white")
-            if column == "delta_logprob":  # Benjamini–Hochberg q < 0.05 over the cell
-                for flag, marker in (("hurts", "."), ("helps", "+")):
-                    flagged = frame[frame[flag]]
-                    ax.scatter(flagged["head"] + 0.5, flagged["layer"] + 0.5, marker=marker,
-                               color="black", s=8)
+            suffix = "" if column == "delta_accuracy" else "_logprob"
+            for flag, marker in (("hurts", "."), ("helps", "+")):  # BH q < 0.05 over the cell
+                flagged = frame[frame[f"{flag}{suffix}"]]
+                ax.scatter(flagged["head"] + 0.5, flagged["layer"] + 0.5, marker=marker,
+                           color="black", s=8)
             ax.set(title=f"{cell}\n{label} when the head is zeroed", xlabel="head", ylabel="layer")
     fig.tight_layout()
     save_figure(fig, png, pdf)

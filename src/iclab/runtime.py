@@ -31,17 +31,56 @@ class Runtime:
         return "cuda" if self.provider == PROVIDERS["cuda"] else "cpu"
 
     def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        """Run the graph through IOBinding (inputs copied to the device once, the first output
-        bound there) and return that output on the host."""
+        """The graph's first output (log-probs or attention rows) for `feeds`, on the host."""
+        return self.run_all(feeds, outputs=1)[0]
+
+    def run_all(self, feeds: dict[str, np.ndarray], outputs: int | None = None) -> list[np.ndarray]:
+        """Run the graph through IOBinding (inputs copied to the device once, outputs bound
+        there) and return its first `outputs` outputs (all if None) on the host.
+
+        Inputs of the cache graph that `feeds` leave out get their neutral value: an empty
+        key/value cache and positions 0..T-1, so a plain full pass needs only the four
+        original inputs.
+        """
         import onnxruntime as ort
 
+        feeds = self._with_defaults(feeds)
         binding = self.session.io_binding()
         for name, array in feeds.items():
             value = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(array), self.device, 0)
             binding.bind_ortvalue_input(name, value)
-        binding.bind_output(self.session.get_outputs()[0].name, self.device)
+        for output in self.session.get_outputs()[:outputs]:
+            binding.bind_output(output.name, self.device)
         self.session.run_with_iobinding(binding)
-        return binding.copy_outputs_to_cpu()[0]
+        return binding.copy_outputs_to_cpu()
+
+    @property
+    def input_names(self) -> list[str]:
+        return [i.name for i in self.session.get_inputs()]
+
+    @property
+    def has_cache(self) -> bool:
+        """Whether the graph takes and returns a key/value cache (`export_onnx` graphs do)."""
+        return "past_key" in self.input_names
+
+    def _with_defaults(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        unknown = set(feeds) - set(self.input_names)
+        if unknown:
+            raise ValueError(
+                f"the ONNX graph has no input(s) {sorted(unknown)} (inputs: {self.input_names}); "
+                "it was exported by an older iclab: delete resources/onnx/ and rerun snakemake")
+        feeds = dict(feeds)
+        batch, length = feeds["input_ids"].shape if "input_ids" in feeds else (0, 0)
+        for spec in self.session.get_inputs():
+            if spec.name in feeds:
+                continue
+            if spec.name == "position_ids":
+                feeds[spec.name] = np.broadcast_to(np.arange(length, dtype=np.int64),
+                                                   (batch, length))
+            elif spec.name in ("past_key", "past_value"):
+                n_layers, _, kv_heads, _, head_dim = spec.shape
+                feeds[spec.name] = np.zeros((n_layers, batch, kv_heads, 0, head_dim), np.float32)
+        return feeds
 
 
 def check_provider_request(provider: str, fp16: bool) -> None:

@@ -110,6 +110,18 @@ def full_head_mask(rows: int, layout: HeadLayout) -> np.ndarray:
     return np.ones((rows, layout.n_layers, layout.n_heads), dtype=np.float32)
 
 
+MIN_SHARED_PREFIX = 8  # shorter common prefixes are recomputed: a cache pass costs more
+CACHE_BYTES = 1 << 30  # key/value caches of shared prefixes held at once (per mask chunk)
+
+
+def common_prefix_length(sequences: Sequence[list[int]]) -> int:
+    """Length of the longest token prefix that every sequence starts with."""
+    first, length = sequences[0], min(len(s) for s in sequences)
+    for seq in sequences[1:]:
+        length = next((j for j in range(length) if seq[j] != first[j]), length)
+    return length
+
+
 def teacher_forced(runtime: Runtime, encoded: Sequence[Encoded], layout: HeadLayout,
                    pad_id: int, token_budget: int, max_batch: int, progress: bool = True,
                    head_masks: np.ndarray | None = None) -> pd.DataFrame:
@@ -119,86 +131,163 @@ def teacher_forced(runtime: Runtime, encoded: Sequence[Encoded], layout: HeadLay
     the argmax tokens at those positions. `gold_logprob` and the rank read the answer's tokens.
     `head_masks[row, layer, head]` (default all ones) lets rows of one batch carry different
     ablations of the same or different prompts.
+
+    Shared-prefix reuse: when every row starts with the same tokens (demonstrations shared
+    across test items), that prefix runs once per distinct head mask and its key/value cache
+    serves every row with that mask; rows then run only their own tokens. Exact: a causal
+    model's prefix states do not depend on what follows.
     """
     results: dict[int, dict] = {i: {} for i in range(len(encoded))}
     graph_rows = []  # (row, tokens after the prompt, read the answer?, read answer + stop?)
     for i, e in enumerate(encoded):
         conts = _continuations(e)
         graph_rows += [(i, c, j == 0, j == len(conts) - 1) for j, c in enumerate(conts)]
-    lengths = [len(encoded[i].prompt_ids) + len(c) - 1 for i, c, _, _ in graph_rows]
-    batches = list(length_sorted_batches(lengths, token_budget, max_batch))
-    for rows in tqdm(batches, desc="teacher-forced", disable=not progress, mininterval=5):
-        chunk = [graph_rows[r] for r in rows]
-        sequences = [encoded[i].prompt_ids + c[:-1] for i, c, _, _ in chunk]
-        positions = [list(range(len(encoded[i].prompt_ids) - 1, len(s)))
-                     for (i, _, _, _), s in zip(chunk, sequences)]
-        masks = (full_head_mask(len(chunk), layout) if head_masks is None
-                 else head_masks[np.asarray([i for i, _, _, _ in chunk])])
-        logprobs = runtime.run(batch_feeds(sequences, positions, pad_id, masks))  # [B, K, V]
-        for b, (i, cont, reads_answer, reads_stop) in enumerate(chunk):
-            if reads_answer:
-                gold = np.asarray(encoded[i].target_ids)
-                lp = logprobs[b, :len(gold)]
-                gold_lp = lp[np.arange(len(gold)), gold]
-                results[i].update(gold_logprob=float(gold_lp.sum()),
-                                  first_token_rank=int((lp[0] > gold_lp[0]).sum()) + 1)
-            if reads_stop:
-                argmax = logprobs[b, :len(cont)].argmax(axis=-1)
-                results[i].update(correct=bool((argmax == np.asarray(cont)).all()),
-                                  argmax_ids=argmax.tolist())
+    sequences = [encoded[i].prompt_ids + c[:-1] for i, c, _, _ in graph_rows]
+    masks = full_head_mask(1, layout) if head_masks is None else np.asarray(head_masks,
+                                                                            np.float32)
+    mask_ids = (np.zeros(len(graph_rows), dtype=np.int64) if head_masks is None
+                else np.asarray([i for i, _, _, _ in graph_rows]))
+    distinct, mask_of_row = np.unique(masks.reshape(len(masks), -1)[mask_ids], axis=0,
+                                      return_inverse=True)
+    distinct = distinct.reshape(-1, layout.n_layers, layout.n_heads)
+    shared = min(common_prefix_length(sequences),
+                 min(len(encoded[i].prompt_ids) for i, _, _, _ in graph_rows) - 1)
+    shared = shared if runtime.has_cache and shared >= MIN_SHARED_PREFIX else 0
+    per_mask = max(1, CACHE_BYTES // max(1, shared * _cache_bytes_per_token(runtime)))
+    chunks = [range(start, min(start + per_mask, len(distinct)))
+              for start in range(0, len(distinct), per_mask)]
+    bar = tqdm(total=len(graph_rows), desc="teacher-forced", disable=not progress,
+               mininterval=5)
+    for chunk in chunks:
+        cache = _prefix_cache(runtime, sequences[0][:shared], distinct[chunk.start:chunk.stop],
+                              token_budget, max_batch)
+        rows = [r for r in range(len(graph_rows)) if mask_of_row[r] in chunk]
+        lengths = [len(sequences[r]) - shared for r in rows]
+        for batch in length_sorted_batches(lengths, token_budget, max_batch):
+            chunk_rows = [rows[b] for b in batch]
+            new = [sequences[r][shared:] for r in chunk_rows]
+            positions = [list(range(len(encoded[graph_rows[r][0]].prompt_ids) - 1 - shared,
+                                    len(sequences[r]) - shared)) for r in chunk_rows]
+            feeds = batch_feeds(new, positions, pad_id, distinct[mask_of_row[chunk_rows]])
+            if shared:
+                local = mask_of_row[chunk_rows] - chunk.start
+                feeds.update(_after_prefix(feeds, shared, cache[0][:, local],
+                                           cache[1][:, local]))
+            logprobs = runtime.run(feeds)  # [B, K, V]
+            bar.update(len(chunk_rows))
+            for b, r in enumerate(chunk_rows):
+                _read_row(results[graph_rows[r][0]], encoded[graph_rows[r][0]], graph_rows[r],
+                          logprobs[b])
+    bar.close()
     return pd.DataFrame([results[i] for i in range(len(encoded))],
                         columns=["correct", "gold_logprob", "first_token_rank", "argmax_ids"])
+
+
+def _read_row(result: dict, e: Encoded, graph_row: tuple, logprobs: np.ndarray) -> None:
+    """Metrics of one graph row from its log-probs `[K, V]` at the answer (+ stop) positions."""
+    _, cont, reads_answer, reads_stop = graph_row
+    if reads_answer:
+        gold = np.asarray(e.target_ids)
+        lp = logprobs[:len(gold)]
+        gold_lp = lp[np.arange(len(gold)), gold]
+        result.update(gold_logprob=float(gold_lp.sum()),
+                      first_token_rank=int((lp[0] > gold_lp[0]).sum()) + 1)
+    if reads_stop:
+        argmax = logprobs[:len(cont)].argmax(axis=-1)
+        result.update(correct=bool((argmax == np.asarray(cont)).all()),
+                      argmax_ids=argmax.tolist())
+
+
+def _cache_bytes_per_token(runtime: Runtime) -> int:
+    """Bytes of keys plus values that one cached token takes (0 for graphs without a cache)."""
+    spec = next((i for i in runtime.session.get_inputs() if i.name == "past_key"), None)
+    if spec is None:
+        return 0
+    n_layers, _, kv_heads, _, head_dim = spec.shape
+    return 2 * 4 * n_layers * kv_heads * head_dim
+
+
+def _prefix_cache(runtime: Runtime, prefix: list[int], masks: np.ndarray, token_budget: int,
+                  max_batch: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Key/value caches `[L, M, KV, P, D]` of `prefix` under each of the M head masks."""
+    if not prefix:
+        return None
+    rows = max(1, min(max_batch, token_budget // len(prefix)))
+    keys, values = [], []
+    for start in range(0, len(masks), rows):
+        chunk = masks[start:start + rows]
+        feeds = batch_feeds([prefix] * len(chunk), [[len(prefix) - 1]] * len(chunk), 0, chunk)
+        _, key, value = runtime.run_all(feeds)
+        keys.append(key)
+        values.append(value)
+    return np.concatenate(keys, axis=1), np.concatenate(values, axis=1)
+
+
+def _after_prefix(feeds: dict[str, np.ndarray], past: int, past_key: np.ndarray,
+                  past_value: np.ndarray) -> dict[str, np.ndarray]:
+    """Cache inputs for right-padded new tokens that follow `past` cached tokens in every row."""
+    batch, length = feeds["input_ids"].shape
+    return {"attention_mask": np.concatenate([np.ones((batch, past), np.int64),
+                                              feeds["attention_mask"]], axis=1),
+            "position_ids": np.broadcast_to(np.arange(past, past + length, dtype=np.int64),
+                                            (batch, length)),
+            "past_key": past_key, "past_value": past_value}
 
 
 def greedy_decode(runtime: Runtime, tokenizer, prompts: Sequence[list[int]], layout: HeadLayout,
                   max_new_tokens: int | Sequence[int], token_budget: int, max_batch: int,
                   stop: str = STOP, prefixes: Sequence[list[int]] | None = None,
-                  guesses: Sequence[list[int]] | None = None, progress: bool = False) -> list[str]:
-    """Exact greedy continuations by Jacobi iteration, cut at the first `stop`.
+                  progress: bool = False) -> list[str]:
+    """Exact greedy continuations with a key/value cache, cut at the first `stop` (or the
+    end-of-sequence token, where `generate()` stops too).
 
-    The graph has no KV cache, so instead of one full pass per new token each pass verifies a
-    whole guessed continuation: predictions at every guessed position are read at once, the
-    guess is accepted up to its first disagreement plus the model's token there (which is then
-    greedy's, its prefix being confirmed), and later predictions become the next guess. The
-    fixed point is exactly greedy decoding; every pass confirms at least one token.
-
-    `prefixes` are tokens already known to be greedy's (from a teacher-forced pass); `guesses`
-    optional first guesses of what follows them.
+    One pass over prompt (+ known prefix) per batch fills the cache; each step then runs one
+    token per row against it. `prefixes` are tokens already known to be greedy's (from a
+    teacher-forced pass): they join the prompt pass instead of being decoded again.
     """
+    if not runtime.has_cache:
+        raise ValueError("greedy decoding needs the key/value-cache graph of export_onnx")
     pad = pad_token_id(tokenizer)
+    eos = tokenizer.eos_token_id
     limits = ([int(max_new_tokens)] * len(prompts) if isinstance(max_new_tokens, int)
               else [int(n) for n in max_new_tokens])
     known = [list(p) for p in prefixes] if prefixes else [[] for _ in prompts]
-    guess = [list(g) for g in guesses] if guesses else [[] for _ in prompts]
 
     def finished(i: int) -> bool:
-        return stop in tokenizer.decode(known[i]) or len(known[i]) >= limits[i]
+        return (len(known[i]) >= limits[i] or (eos is not None and eos in known[i])
+                or stop in tokenizer.decode(known[i]))
 
     active = [i for i in range(len(prompts)) if not finished(i)]
-    passes = tqdm(desc="greedy decode (Jacobi passes)", mininterval=5, disable=not progress)
-    while active:
-        passes.update(1)
-        for i in active:  # pad or cut each guess to the tokens still wanted
-            remaining = limits[i] - len(known[i])
-            guess[i] = (guess[i] + [pad] * remaining)[:remaining]
-        sequences = {i: list(prompts[i]) + known[i] + guess[i][:-1] for i in active}
-        start = {i: len(prompts[i]) + len(known[i]) - 1 for i in active}
-        lengths = [len(sequences[i]) for i in active]
-        for rows in length_sorted_batches(lengths, token_budget, max_batch):
-            ids = [active[r] for r in rows]
-            positions = [list(range(start[i], len(sequences[i]))) for i in ids]
-            feeds = batch_feeds([sequences[i] for i in ids], positions, pad,
-                                full_head_mask(len(ids), layout))
-            predicted = runtime.run(feeds).argmax(axis=-1)  # [B, K]
+    lengths = [len(prompts[i]) + len(known[i]) for i in active]
+    batches = list(length_sorted_batches(lengths, token_budget, max_batch))
+    for rows in tqdm(batches, desc="greedy decode", disable=not progress, mininterval=5):
+        ids = [active[r] for r in rows]
+        context = [list(prompts[i]) + known[i] for i in ids]
+        feeds = batch_feeds(context, [[len(c) - 1] for c in context], pad,
+                            full_head_mask(len(ids), layout))
+        mask, position = feeds["attention_mask"], np.array([[len(c)] for c in context])
+        while True:
+            logprobs, past_key, past_value = runtime.run_all(feeds)
+            token = logprobs[:, 0].argmax(axis=-1)  # [B]
             for b, i in enumerate(ids):
-                pred = predicted[b, : len(guess[i])].tolist()
-                agree = next((k for k, (g, p) in enumerate(zip(guess[i], pred)) if g != p),
-                             len(pred))
-                known[i] += pred[: agree + 1]
-                guess[i] = pred[agree + 1:]
-        active = [i for i in active if not finished(i)]
-    passes.close()
-    return [tokenizer.decode(k[:limit]).split(stop)[0] for k, limit in zip(known, limits)]
+                if not finished(i):
+                    known[i].append(int(token[b]))
+            if all(finished(i) for i in ids):
+                break
+            mask = np.concatenate([mask, np.ones((len(ids), 1), np.int64)], axis=1)
+            feeds = {"input_ids": token[:, None].astype(np.int64), "attention_mask": mask,
+                     "head_mask": feeds["head_mask"], "position_ids": position,
+                     "target_pos": np.zeros((len(ids), 1), np.int64),
+                     "past_key": past_key, "past_value": past_value}
+            position = position + 1
+    return [_decoded_text(tokenizer, k[:limit], eos, stop) for k, limit in zip(known, limits)]
+
+
+def _decoded_text(tokenizer, tokens: list[int], eos: int | None, stop: str) -> str:
+    """Greedy's text up to the end-of-sequence token and the first `stop`."""
+    if eos is not None and eos in tokens:
+        tokens = tokens[: tokens.index(eos)]
+    return tokenizer.decode(tokens).split(stop)[0]
 
 
 def pad_token_id(tokenizer) -> int:
@@ -285,12 +374,9 @@ def _greedy_predictions(runtime: Runtime, tokenizer, examples: Sequence[Example]
     if not wrong:
         return predictions
     known = [_greedy_prefix(gold_enc[i].greedy_ids, gold.at[i, "argmax_ids"]) for i in wrong]
-    # Teacher-forced predictions after the first miss make a good first guess.
-    guesses = [list(gold.at[i, "argmax_ids"][len(k):]) for k, i in zip(known, wrong)]
     decoded = greedy_decode(runtime, tokenizer, [gold_enc[i].prompt_ids for i in wrong], layout,
                             [len(gold_enc[i].target_ids) + extra_tokens for i in wrong],
-                            token_budget, max_batch, prefixes=known, guesses=guesses,
-                            progress=progress)
+                            token_budget, max_batch, prefixes=known, progress=progress)
     for i, text in zip(wrong, decoded):
         predictions[i] = text.strip()
     return predictions

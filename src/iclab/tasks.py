@@ -83,8 +83,15 @@ REMAP_LABELS = {
 # Zhao et al. 2021 ("Calibrate before use"): a content-free test input for calibrated scoring.
 CONTENT_FREE_INPUT = "N/A"
 STOP = "\n"  # the prompt format puts it after every answer: greedy must emit it to be correct
-VARIANTS = {"copy": ["default"], "date": ["default"], "remap": list(REMAP_LABELS),
+# A null for per-head tests: every word's label drawn at random from the semantic labels (fixed
+# seed), so no input-label mapping exists and no head can truly help or hurt exact match.
+NULL_VARIANT = "arbitrary"
+NULL_LABEL_SEED = 0
+VARIANTS = {"copy": ["default"], "date": ["default"], "remap": [*REMAP_LABELS, NULL_VARIANT],
             "custom": ["default"]}
+# What a task without a `variants:` list runs: every variant but the null, which is a control
+# that a cell asks for by name.
+DEFAULT_VARIANTS = {kind: [v for v in names if v != NULL_VARIANT] for kind, names in VARIANTS.items()}
 
 
 class TaskError(ValueError):
@@ -200,16 +207,19 @@ def date_items(years: tuple[int, int] = DATE_YEARS) -> list[Item]:
 
 def remap_items(variant: str) -> tuple[list[Item], np.ndarray, np.ndarray]:
     """Words of three categories labelled per `variant`; the second half of each list is test."""
-    if variant not in REMAP_LABELS:
-        raise TaskError(f"remap: unknown variant {variant!r}; known: {list(REMAP_LABELS)}")
-    labels = REMAP_LABELS[variant]
+    if variant not in VARIANTS["remap"]:
+        raise TaskError(f"remap: unknown variant {variant!r}; known: {VARIANTS['remap']}")
+    labels = REMAP_LABELS.get(variant, REMAP_LABELS["semantic"])
     choices = tuple(labels[c] for c in REMAP_WORDS)
+    rng = np.random.default_rng(NULL_LABEL_SEED)
     items, test, demo = [], [], []
     for category, words in REMAP_WORDS.items():
         cut = len(words) // 2
         for j, word in enumerate(words):
             (demo if j < cut else test).append(len(items))
-            items.append(Item(word, labels[category], category, choices))
+            label = (str(rng.choice(choices)) if variant == NULL_VARIANT
+                     else labels[category])
+            items.append(Item(word, label, category, choices))
     return items, np.array(test), np.array(demo)
 
 
@@ -265,12 +275,22 @@ def task_data(name: str, settings: dict, variant: str = "default") -> TaskData:
 # Sampling
 
 
-def sample_examples(data: TaskData, n_test: int | None, shots: int, seed: int) -> list[Example]:
-    """Draw `n_test` test items (all if None) and, per item, `shots` demonstrations from the pool.
+DEMONSTRATIONS = ("per_item", "shared")
 
-    Classification tasks (items with choices and groups) get demonstrations balanced across
-    groups, in a random order. The same seed gives the same test items for every shot count.
+
+def sample_examples(data: TaskData, n_test: int | None, shots: int, seed: int,
+                    demonstrations: str = "per_item") -> list[Example]:
+    """Draw `n_test` test items (all if None) and their `shots` demonstrations from the pool.
+
+    `per_item` (seed 003): each test item gets its own draw. `shared` (Dai et al. 2022; Todd et
+    al. 2024): one draw, from the pool minus every test item, serves all test items, so their
+    prompts share the demonstration prefix. Classification tasks (items with choices and groups)
+    get demonstrations balanced across groups, in a random order. The same seed gives the same
+    test items for every shot count and either mode.
     """
+    if demonstrations not in DEMONSTRATIONS:
+        raise TaskError(f"{data.name}: demonstrations must be one of {DEMONSTRATIONS}, "
+                        f"not {demonstrations!r}")
     if shots < 0:
         raise TaskError(f"{data.name}: shots must be >= 0, got {shots}")
     if shots > data.max_shots():
@@ -283,11 +303,19 @@ def sample_examples(data: TaskData, n_test: int | None, shots: int, seed: int) -
     test_ids = (data.test_pool if n_test is None or n_test >= n_pool
                 else np.sort(rng.choice(data.test_pool, size=n_test, replace=False)))
     balanced = all(it.choices and it.group for it in data.items)
+
+    def draw(pool: np.ndarray) -> list[int]:
+        if shots > len(pool):
+            raise TaskError(f"{data.name}: shots={shots} shared demonstrations need more items "
+                            f"than the {len(pool)} left in the pool after the test items")
+        return (balanced_draw(rng, pool, data.items, shots) if balanced
+                else rng.choice(pool, size=shots, replace=False))
+
+    shared = (draw(np.setdiff1d(data.demo_pool, test_ids)) if demonstrations == "shared"
+              else None)
     examples = []
     for item in test_ids:
-        pool = data.demo_pool[data.demo_pool != item]
-        demo_ids = (balanced_draw(rng, pool, data.items, shots) if balanced
-                    else rng.choice(pool, size=shots, replace=False))
+        demo_ids = shared if shared is not None else draw(data.demo_pool[data.demo_pool != item])
         it = data.items[item]
         examples.append(Example(
             task=data.name, item=int(item), x=it.x, y=it.y,
@@ -311,12 +339,14 @@ def balanced_draw(rng: np.random.Generator, pool: np.ndarray, items: list[Item],
 
 
 def build_examples(task: str, n_test: int | None, shots: int, seed: int,
-                   variant: str = "default", settings: dict | None = None) -> list[Example]:
+                   variant: str = "default", settings: dict | None = None,
+                   demonstrations: str = "per_item") -> list[Example]:
     """Examples of task `task` (built-in, or per `settings` with `type` and `path`)."""
     settings = settings or {}
     if settings.get("type", task) not in VARIANTS:
         raise TaskError(f"unknown task {task!r}; known: {sorted(VARIANTS)}")
-    return sample_examples(task_data(task, settings, variant), n_test, shots, seed)
+    return sample_examples(task_data(task, settings, variant), n_test, shots, seed,
+                           demonstrations)
 
 
 def pool_size(task: str, settings: dict, variant: str = "default") -> int:

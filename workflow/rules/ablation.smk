@@ -14,6 +14,7 @@ rule ablation_shard:
     params:
         task_settings=lambda wc: TASKS[wc.task],
         ablation=ABLATION,
+        cell=ablation_cell,
         runtime=RUNTIME,
     log:
         f"logs/ablation/{{model}}/{{task}}/{{variant}}/shots{{shots}}_seed{{seed}}/{{shard}}.log",
@@ -60,6 +61,7 @@ rule head_importance:
     params:
         task_settings=lambda wc: TASKS[wc.task],
         ablation=ABLATION,
+        cell=ablation_cell,
     log:
         f"logs/ablation/{{model}}/{{task}}/{{variant}}/shots{{shots}}_seed{{seed}}/importance.log",
     benchmark:
@@ -86,6 +88,7 @@ rule pruning_curve:
     params:
         task_settings=lambda wc: TASKS[wc.task],
         ablation=ABLATION,
+        cell=ablation_cell,
         runtime=RUNTIME,
     log:
         f"logs/ablation/{{model}}/{{task}}/{{variant}}/shots{{shots}}_seed{{seed}}/pruning.log",
@@ -113,6 +116,12 @@ rule ablation_tables:
         importance="results/tables/head_importance.csv",
         correlation="results/tables/importance_vs_ablation.csv",
         pruning="results/tables/pruning_curves.csv",
+        flags=report(
+            "results/tables/head_flag_counts.csv",
+            caption="../report/head_flag_counts.rst",
+            category="Head ablation",
+            labels={"table": "flags per cell and the null"},
+        ),
     log:
         "logs/ablation_tables.log",
     benchmark:

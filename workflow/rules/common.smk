@@ -7,7 +7,12 @@ from pathlib import Path
 from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
-from iclab.configcheck import check_config, task_type, task_variants  # noqa: E402
+from iclab.configcheck import (  # noqa: E402
+    ablation_cell_settings,
+    check_config,
+    task_type,
+    task_variants,
+)
 
 validate(config, schema="../schemas/config.schema.yaml", set_default=True)
 
@@ -48,12 +53,14 @@ SEEDS = config["seeds"]
 RUNTIME = config["runtime"]
 USES_GPU = 0 if RUNTIME["provider"] == "cpu" else 1
 
-if RUNTIME["provider"] == "cuda" and workflow.local_exec and not workflow.remote_exec:
-    # Local runs fail here, before any job can replace results; on a cluster the submit host
-    # may have no GPU, so there each inference job checks its own node.
-    from iclab.runtime import require_cuda
+onstart:
+    # A real local run fails here, before any job can replace results; a dry run only plans
+    # the DAG, so it works on any machine; on a cluster the submit host may have no GPU, so
+    # there each inference job checks its own node.
+    if RUNTIME["provider"] == "cuda" and workflow.local_exec and not workflow.remote_exec:
+        from iclab.runtime import require_cuda
 
-    require_cuda()
+        require_cuda()
 
 
 wildcard_constraints:
@@ -95,7 +102,13 @@ def result_tables():
     if has_task("date"):
         tables += ["date_error_types", "date_error_by_year"]
     if ABLATION["cells"]:
-        tables += ["head_effects", "head_importance", "importance_vs_ablation", "pruning_curves"]
+        tables += [
+            "head_effects",
+            "head_importance",
+            "importance_vs_ablation",
+            "pruning_curves",
+            "head_flag_counts",
+        ]
     if ATTENTION["cells"]:
         tables += ["attention_metrics", "attention_head_average", "induction_scores",
                    "attention_vs_ablation", "attention_rows"]
@@ -191,6 +204,18 @@ def ablation_cells():
         for model in MODELS
         for cell in ABLATION["cells"]
     ]
+
+
+def ablation_cell(wildcards):
+    """The sweep cell of a rule's wildcards: its n_test and demonstration mode."""
+    for cell in ABLATION["cells"]:
+        if (cell["task"], cell["variant"], int(cell["shots"])) == (
+            wildcards.task,
+            wildcards.variant,
+            int(wildcards.shots),
+        ):
+            return ablation_cell_settings(cell, ABLATION)
+    raise ValueError(f"no ablation cell {wildcards.task}/{wildcards.variant}/{wildcards.shots}")
 
 
 def ablation_shards(wildcards):
