@@ -9,7 +9,7 @@ from iclab.cells import saved_model_info
 from iclab.io import write_table
 from iclab.runtime import create_runtime
 
-wc, ablation, runtime_cfg = sm.wildcards, sm.params.ablation, sm.params.runtime
+wc, runtime_cfg = sm.wildcards, sm.params.runtime
 card, layout, tokenizer = saved_model_info(sm.input.card)
 _, examples = cell_halves(wc, sm.params.task_settings, **sm.params.cell)  # the scoring half
 if wc.shard == "baseline":

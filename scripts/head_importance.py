@@ -14,12 +14,12 @@ from iclab.ablation import cell_halves, gradient_importance, item_ids, normalize
 from iclab.io import write_table
 from iclab.models import head_layout, load_saved
 
-wc, ablation = sm.wildcards, sm.params.ablation
+wc = sm.wildcards
 torch.set_num_threads(sm.threads)
 model, tokenizer = load_saved(Path(sm.input.card).parent)
 layout = head_layout(model.config)
 examples, _ = cell_halves(wc, sm.params.task_settings, **sm.params.cell)
-raw = gradient_importance(model, tokenizer, examples, layout, ablation["importance_batch"],
+raw = gradient_importance(model, tokenizer, examples, layout, sm.params.batch,
                           normalize=False)
 normalized = normalize_per_layer(raw)
 table = pd.DataFrame([{"layer": l, "head": h, "importance": float(normalized[l, h]),

@@ -15,15 +15,15 @@ from iclab.io import write_table
 from iclab.metrics import wilson_interval
 from iclab.runtime import create_runtime
 
-wc, ablation, runtime_cfg = sm.wildcards, sm.params.ablation, sm.params.runtime
+wc, runtime_cfg = sm.wildcards, sm.params.runtime
 card, layout, tokenizer = saved_model_info(sm.input.card)
 _, examples = cell_halves(wc, sm.params.task_settings, **sm.params.cell)  # the sweep's half
 importance = pd.read_parquet(sm.input.importance).pivot(index="layer", columns="head",
                                                         values="importance").to_numpy()
-fractions = np.round(np.arange(0.0, 1.0, ablation["pruning_step"]), 6).tolist()
+fractions = np.round(np.arange(0.0, 1.0, sm.params.step), 6).tolist()
 orders = [("importance", -1, importance_order(importance))]
 orders += [("random", seed, random_order(layout, seed))
-           for seed in range(ablation["pruning_random_orders"])]
+           for seed in range(sm.params.random_orders)]
 masks = np.concatenate([pruning_masks(order, layout, fractions) for _, _, order in orders])
 runtime = create_runtime(sm.input.onnx, runtime_cfg["provider"], sm.threads, runtime_cfg["fp16"])
 scored = evaluate_masks(runtime, tokenizer, examples, masks, layout, runtime_cfg["token_budget"],

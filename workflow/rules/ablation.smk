@@ -13,7 +13,6 @@ rule ablation_shard:
         f"{ABLATION_DIR}/{{shard}}.parquet",
     params:
         task_settings=lambda wc: TASKS[wc.task],
-        ablation=ABLATION,
         cell=ablation_cell,
         runtime=RUNTIME,
     log:
@@ -60,8 +59,8 @@ rule head_importance:
         f"{ABLATION_DIR}/importance.parquet",
     params:
         task_settings=lambda wc: TASKS[wc.task],
-        ablation=ABLATION,
         cell=ablation_cell,
+        batch=ABLATION["importance_batch"],
     log:
         f"logs/ablation/{{model}}/{{task}}/{{variant}}/shots{{shots}}_seed{{seed}}/importance.log",
     benchmark:
@@ -87,8 +86,9 @@ rule pruning_curve:
         f"{ABLATION_DIR}/pruning.parquet",
     params:
         task_settings=lambda wc: TASKS[wc.task],
-        ablation=ABLATION,
         cell=ablation_cell,
+        step=ABLATION["pruning_step"],
+        random_orders=ABLATION["pruning_random_orders"],
         runtime=RUNTIME,
     log:
         f"logs/ablation/{{model}}/{{task}}/{{variant}}/shots{{shots}}_seed{{seed}}/pruning.log",
