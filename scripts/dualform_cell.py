@@ -1,4 +1,5 @@
-"""Rule dualform_cell: ZSL vs ICL vs FT on one cell, for the trained model and a random control."""
+"""Rule dualform_cell: ZSL vs ICL vs FT on one cell and every demonstration set, for the trained
+model and a random-init control."""
 from iclab.rulelog import route_to_log
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
@@ -9,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from iclab.dualform import compare_settings, random_control
+from iclab.dualform import compare_settings, random_control, split_cell
 from iclab.io import write_json, write_table
 from iclab.models import load_saved
 from iclab.tasks import task_data
@@ -19,17 +20,21 @@ torch.set_num_threads(sm.threads)
 torch.manual_seed(settings["seed"])
 model, tokenizer = load_saved(Path(sm.input.card).parent)
 data = task_data(wc.task, sm.params.task_settings, wc.variant)
-all_items, all_layers, summaries = [], [], {}
+split = split_cell(data, int(wc.shots), settings["n_test"], settings["n_validation"],
+                   settings["demo_sets"], int(wc.seed))
+all_items, all_layers = [], []
+summary = {"control_seed": settings["control_seed"], "scoring": settings["scoring"]}
 for kind, net in (("trained", model), ("control", random_control(model, settings["control_seed"]))):
-    items, layers, summary = compare_settings(net, tokenizer, data, int(wc.shots),
-                                              settings["n_test"], settings["n_validation"],
-                                              settings["lr_grid"], int(wc.seed))
+    items, layers, demo_sets = compare_settings(net, tokenizer, split, settings["lr_grid"],
+                                                settings["scoring"], int(wc.seed))
     items.insert(0, "model_kind", kind)
     layers.insert(0, "model_kind", kind)
     all_items.append(items)
     all_layers.append(layers)
-    summaries[kind] = summary
-    log.info("%s: %s", kind, {k: v for k, v in summary.items() if k != "demonstrations"})
+    summary[kind] = {"demo_sets": demo_sets}
+    log.info("%s: accuracy %s; learning rates %s", kind,
+             items[[f"{s}_correct" for s in ("zsl", "icl", "ft", "ft_shuffled")]].mean().round(3)
+             .to_dict(), [s["learning_rate"] for s in demo_sets])
 write_table(sm.output.per_item, pd.concat(all_items, ignore_index=True))
 write_table(sm.output.layers, pd.concat(all_layers, ignore_index=True))
-write_json(sm.output.summary, {"control_seed": settings["control_seed"], **summaries})
+write_json(sm.output.summary, summary)

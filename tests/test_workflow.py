@@ -127,6 +127,9 @@ def test_dualform_tables(run_dir):
     assert sorted(summary["model_kind"]) == ["control", "control", "trained", "trained"]
     assert summary[["accuracy_zsl", "accuracy_icl", "accuracy_ft"]].stack().between(0, 1).all()
     assert summary["learning_rate"].isin([0.001, 0.1]).all()
+    # Tiny random models learn nothing in context: every cell is gated out, with its reason.
+    assert not summary["applicable"].any()
+    assert summary["reason"].str.startswith("not applicable").all()
     layers = pd.read_csv(tables / "dualform_layers.csv")
     assert len(layers) == 2 * 2 * 2  # models x kinds x layers
     assert layers["simaou"].between(-1, 1).all()

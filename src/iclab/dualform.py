@@ -2,24 +2,49 @@
 
 Three settings on the same test items: zero-shot (ZSL), ICL with k demonstrations, and FT =
 zero-shot after finetuning only the attention key/value projections on those demonstrations
-(plain SGD, batch size 1, one epoch, loss on all tokens). Metrics: Rec2FTP, SimAOU, SimAM,
-Kendall; the same on a randomly initialised model of the same architecture as a control.
+(plain SGD, batch size 1, one epoch, loss on all tokens). Every cell is run on several seeded
+demonstration sets with the same test items, so intervals can be taken over items and over
+demonstration sets. Metrics (definitions follow Dai et al.'s code, `icl_ft/compute_sim.py` and
+`icl_ft/compute_training_example_attn.py`):
+
+- Rec2FTP: `#(ZSL wrong ∧ FT right ∧ ICL right) / #(ZSL wrong ∧ FT right)`, with its denominator.
+- SimAOU: per layer, cosine of the ICL update and the FT update of the last token's
+  (L2-normalised) attention output. Baselines: Dai's random update (uniform on [0, 1), *not*
+  zero-mean, so it does not average to 0) and controls that can fail: the mismatched pair (ICL
+  update of item i vs FT update of item j ≠ i) and FT on shuffled-label demonstrations.
+- SimAM: per layer, cosine of ICL's and FT's attention maps from the last token over the query
+  tokens, against ICL vs ZSL.
+- Kendall: see `demonstration_attention`; baseline: Kendall against a uniform random map.
+
+A cell is analysed only where ICL learned something and neither ICL nor FT is a constant
+predictor (`applicability`); otherwise its summary says *not applicable* and why. Everything
+is run again on a randomly initialised model of the same architecture (control).
 """
 
 from __future__ import annotations
 
 import copy
 import logging
+from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
 from iclab.heads import output_projections
+from iclab.metrics import CONSTANT_SHARE, bootstrap_difference, wilson_interval
+from iclab.tasks import Item, TaskData, balanced_draw, format_prompt
 
 log = logging.getLogger(__name__)
+
+SCORINGS = ("sum", "norm")
+SETTINGS = ("zsl", "icl", "ft", "ft_shuffled")
+LAYER_METRICS = ["simaou", "simaou_uniform", "simaou_mismatched", "simaou_shuffled_ft",
+                 "simam_icl_ft", "simam_icl_zsl", "kendall", "kendall_random"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -43,16 +68,7 @@ def dual_form(w_k: np.ndarray, w_v: np.ndarray, demos: np.ndarray, query_tokens:
 
 
 # ---------------------------------------------------------------------------------------------
-# Reading a model
-
-
-@dataclass
-class Probe:
-    """What one forward pass gives at its last token."""
-
-    attention_output: np.ndarray  # [layers, hidden]: the attention sublayer's output (o_proj)
-    attention_rows: np.ndarray  # [layers, heads, T]: the last token's attention probabilities
-    kv_inputs: np.ndarray  # [layers, hidden]: the input of the key/value projections
+# Model parts
 
 
 def kv_modules(model: nn.Module) -> list[tuple[nn.Module, ...]]:
@@ -65,42 +81,193 @@ def kv_modules(model: nn.Module) -> list[tuple[nn.Module, ...]]:
     raise TypeError(f"no known key/value projections in {type(model).__name__}")
 
 
-def probe(model: nn.Module, ids: Sequence[int]) -> Probe:
-    """One eager forward of `ids`; attention output, attention row and k/v input at the end."""
-    outputs, inputs = {}, {}
-    handles = []
-    for layer, proj in enumerate(output_projections(model)):
-        handles.append(proj.register_forward_hook(
-            lambda m, a, out, layer=layer: outputs.__setitem__(layer, out[0, -1].detach())))
-    for layer, modules in enumerate(kv_modules(model)):
-        handles.append(modules[0].register_forward_hook(
-            lambda m, a, out, layer=layer: inputs.__setitem__(layer, a[0][0, -1].detach())))
+def query_projections(model: nn.Module) -> list[tuple[nn.Module, int | None]]:
+    """Per layer, the module whose output holds the query vectors and how many leading output
+    features are the query (None: all; GPT-2's fused q|k|v puts the query first)."""
+    base = model.base_model
+    if hasattr(base, "layers"):
+        return [(layer.self_attn.q_proj, None) for layer in base.layers]
+    if hasattr(base, "h"):
+        return [(block.attn.c_attn, model.config.n_embd) for block in base.h]
+    raise TypeError(f"no known query projection in {type(model).__name__}")
+
+
+@contextmanager
+def recorded_outputs(modules: Sequence[nn.Module]) -> Iterator[list[torch.Tensor | None]]:
+    """Within the block, `store[l]` is the latest output of `modules[l]`, detached."""
+    store: list[torch.Tensor | None] = [None] * len(modules)
+    handles = [module.register_forward_hook(
+        lambda m, args, out, layer=layer: store.__setitem__(layer, out.detach()))
+        for layer, module in enumerate(modules)]
     try:
-        with torch.no_grad():
-            out = model(torch.tensor([list(ids)]), output_attentions=True, use_cache=False)
+        yield store
     finally:
         for handle in handles:
             handle.remove()
-    layers = len(outputs)
-    return Probe(
-        attention_output=torch.stack([outputs[l] for l in range(layers)]).float().numpy(),
-        attention_rows=torch.stack([a[0, :, -1] for a in out.attentions]).float().numpy(),
-        kv_inputs=torch.stack([inputs[l] for l in range(layers)]).float().numpy())
 
 
-def choice_logprobs(model: nn.Module, tokenizer, prompt: str, choices: Sequence[str]) -> np.ndarray:
-    """`log P(" choice" | prompt)` summed over each choice's tokens."""
+def _queries(store: Sequence[torch.Tensor], widths: Sequence[int | None]) -> list[torch.Tensor]:
+    """The query part of recorded query-projection outputs."""
+    return [out if width is None else out[..., :width] for out, width in zip(store, widths)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading prompts: candidate log-probabilities and the last prompt token's internals
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One prompt read at its last token, with every candidate answer scored."""
+
+    choice_logprobs: np.ndarray  # [choices]: log P(" choice" | prompt), summed over its tokens
+    attention_output: np.ndarray  # [layers, hidden]: the attention sublayer's output (o_proj)
+    attention_rows: np.ndarray  # [layers, heads, prompt tokens]: attention probabilities
+    query: np.ndarray  # [layers, query dim]: the query vector (q_proj output, before RoPE)
+    prompt_ids: tuple[int, ...]
+
+
+@dataclass
+class _Row:
+    """One graph row: the tokens after the shared prefix, read for some candidates."""
+
+    owner: int  # the prompt it belongs to
+    ids: list[int]
+    last: int  # index in `ids` of the prompt's last token
+    reads: list[tuple[int, list[int]]] = field(default_factory=list)  # (choice, answer tokens)
+
+
+def _prompt_rows(tokenizer, prefix_ids: list[int], prompt: str, owner: int,
+                 choices: Sequence[str]) -> tuple[list[int], list[_Row]]:
+    """The prompt's tokens and the fewest rows that score all its candidates, longest first: a
+    candidate's row holds the prompt after the prefix and every answer token but the last; a
+    row whose tokens start another's is dropped (causal attention: the longer row reads it)."""
     from iclab.scoring import encode
 
-    scores = []
-    for choice in choices:
-        enc = encode(tokenizer, prompt, f" {choice}")
+    encoded = [encode(tokenizer, prompt, f" {choice}", stop="") for choice in choices]
+    prompt_ids = encoded[0].prompt_ids
+    if prompt_ids[:len(prefix_ids)] != prefix_ids:
+        raise ValueError(f"the demonstrations' tokens are not a prefix of prompt {prompt!r}")
+    tail = prompt_ids[len(prefix_ids):]
+    rows: list[_Row] = []
+    for c in sorted(range(len(choices)), key=lambda c: -len(encoded[c].target_ids)):
+        ids = tail + encoded[c].target_ids[:-1]
+        row = next((r for r in rows if r.ids[:len(ids)] == ids), None)
+        if row is None:
+            row = _Row(owner, ids, len(tail) - 1)
+            rows.append(row)
+        row.reads.append((c, encoded[c].target_ids))
+    return prompt_ids, rows
+
+
+def _padded(rows: Sequence[_Row], n_prefix: int, pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded `input_ids` of the rows and an attention mask that also covers the prefix."""
+    length = max(len(row.ids) for row in rows)
+    ids = torch.full((len(rows), length), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), n_prefix + length), dtype=torch.long)
+    mask[:, :n_prefix] = 1
+    for b, row in enumerate(rows):
+        ids[b, :len(row.ids)] = torch.tensor(row.ids)
+        mask[b, n_prefix:n_prefix + len(row.ids)] = 1
+    return ids, mask
+
+
+def _candidate_logprobs(head: nn.Module, hidden: torch.Tensor,
+                        rows: Sequence[_Row]) -> list[tuple[int, int, float]]:
+    """`(prompt, choice, log-prob of one answer token)` for every answer token the rows read;
+    the LM head runs only at those positions."""
+    reads = [(b, row.owner, c, row.last + j, token) for b, row in enumerate(rows)
+             for c, target in row.reads for j, token in enumerate(target)]
+    b_index, _, _, positions, tokens = (torch.tensor(v) for v in zip(*reads))
+    with torch.no_grad():
+        lp = torch.log_softmax(head(hidden[b_index, positions]).float(), -1)
+    picked = lp[torch.arange(len(reads)), tokens].tolist()
+    return [(owner, c, value) for (_, owner, c, _, _), value in zip(reads, picked)]
+
+
+def read_prompts(model: nn.Module, tokenizer, prefix: str, queries: Sequence[str],
+                 choices: Sequence[Sequence[str]], batch_rows: int = 64) -> list[Reading]:
+    """Read `prefix + query` for every query: each candidate's summed log-probability, and at
+    the prompt's last token the attention output, attention rows and query vector of every
+    layer. The shared prefix (the demonstrations) runs once; its key/value cache serves every
+    row."""
+    from iclab.scoring import pad_token_id
+
+    base, head = model.base_model, model.get_output_embeddings()
+    projections = query_projections(model)
+    prefix_ids = tokenizer(prefix).input_ids if prefix else []
+    prefix_cache = None
+    if prefix_ids:
         with torch.no_grad():
-            logits = model(torch.tensor([enc.prompt_ids + enc.target_ids]), use_cache=False).logits
-        logprobs = torch.log_softmax(logits[0].float(), -1)
-        p = len(enc.prompt_ids)
-        scores.append(float(sum(logprobs[p - 1 + j, t] for j, t in enumerate(enc.target_ids))))
-    return np.array(scores)
+            prefix_cache = base(input_ids=torch.tensor([prefix_ids]),
+                                use_cache=True).past_key_values
+    prompt_ids, rows = [], []
+    for i, (query, options) in enumerate(zip(queries, choices)):
+        ids, prompt_rows = _prompt_rows(tokenizer, prefix_ids, prefix + query, i, options)
+        prompt_ids.append(ids)
+        rows += prompt_rows
+    logprobs = [np.zeros(len(options)) for options in choices]
+    parts: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    for start in range(0, len(rows), batch_rows):
+        batch = rows[start:start + batch_rows]
+        ids, mask = _padded(batch, len(prefix_ids), pad_token_id(tokenizer))
+        cache = None
+        if prefix_cache is not None:
+            cache = copy.deepcopy(prefix_cache)
+            cache.batch_repeat_interleave(len(batch))
+        with recorded_outputs(output_projections(model)) as outputs, \
+                recorded_outputs([m for m, _ in projections]) as q_store, torch.no_grad():
+            out = base(input_ids=ids, attention_mask=mask, past_key_values=cache,
+                       use_cache=cache is not None, output_attentions=True)
+        for owner, c, value in _candidate_logprobs(head, out.last_hidden_state, batch):
+            logprobs[owner][c] += value
+        q_out = _queries(q_store, [width for _, width in projections])
+        for b, row in enumerate(batch):
+            if row.owner not in parts:  # its first (longest) row: every row agrees up to `last`
+                end = len(prompt_ids[row.owner])
+                parts[row.owner] = tuple(torch.stack(v).float().numpy() for v in (
+                    [o[b, row.last] for o in outputs],
+                    [a[b, :, row.last, :end] for a in out.attentions],
+                    [q[b, row.last] for q in q_out]))
+    return [Reading(logprobs[i], *parts[i], tuple(prompt_ids[i])) for i in range(len(queries))]
+
+
+def choice_scores(logprobs: np.ndarray, choices: Sequence[str], scoring: str) -> np.ndarray:
+    """`sum`: summed log-probabilities (lm-eval `acc`); `norm`: divided by the candidate's length
+    in characters (lm-eval `acc_norm`, as `iclab.scoring.choice_columns`): summed log-probs
+    favour short labels."""
+    if scoring == "sum":
+        return np.asarray(logprobs, dtype=float)
+    if scoring == "norm":
+        return np.asarray(logprobs, dtype=float) / np.array([len(c) for c in choices], float)
+    raise ValueError(f"unknown scoring {scoring!r}; known: {SCORINGS}")
+
+
+def predict(readings: Sequence[Reading], items: Sequence[Item], scoring: str) -> list[str]:
+    """The predicted label of every reading under `scoring`."""
+    return [it.choices[int(np.argmax(choice_scores(r.choice_logprobs, it.choices, scoring)))]
+            for r, it in zip(readings, items)]
+
+
+def zero_shot_prompt(x: str) -> str:
+    """`Input: x\\nOutput:`, the prompt of ZSL and FT (and ICL after the demonstrations)."""
+    return format_prompt((), x)
+
+
+def demonstration_text(x: str, y: str) -> str:
+    """One demonstration as the prompt shows it and as FT trains on it."""
+    return f"Input: {x}\nOutput: {y}\n"
+
+
+def demonstration_prefix(demos: Sequence[tuple[str, str]]) -> str:
+    """The ICL prompt before the test input."""
+    return "".join(demonstration_text(x, y) for x, y in demos)
+
+
+def read_items(model: nn.Module, tokenizer, items: Sequence[Item],
+               demos: Sequence[tuple[str, str]] = ()) -> list[Reading]:
+    """Every item read zero-shot (no `demos`) or after the demonstrations (ICL)."""
+    return read_prompts(model, tokenizer, demonstration_prefix(demos),
+                        [zero_shot_prompt(it.x) for it in items], [it.choices for it in items])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -109,11 +276,11 @@ def choice_logprobs(model: nn.Module, tokenizer, prompt: str, choices: Sequence[
 
 @dataclass
 class TrainingTrace:
-    """Per demonstration token, per layer: k/v input x_i and |∂L/∂(value output)| (Kendall)."""
+    """Per demonstration (one training sequence each): its tokens and, per layer, the query
+    vectors of its tokens in the forward pass that trained on it (Dai et al.'s `attn_q`)."""
 
-    tokens: list[int] = field(default_factory=list)
-    kv_inputs: list[np.ndarray] = field(default_factory=list)  # each [layers, hidden]
-    value_grad_norms: list[np.ndarray] = field(default_factory=list)  # each [layers]
+    token_ids: list[list[int]] = field(default_factory=list)
+    queries: list[np.ndarray] = field(default_factory=list)  # each [layers, tokens, query dim]
 
 
 def kv_parameters(model: nn.Module) -> list[tuple[nn.Parameter, torch.Tensor | None]]:
@@ -132,50 +299,53 @@ def kv_parameters(model: nn.Module) -> list[tuple[nn.Parameter, torch.Tensor | N
     return params
 
 
+def kv_copy(model: nn.Module) -> nn.Module:
+    """A copy of `model` with its own key/value parameters; every other parameter is shared with
+    `model` (finetuning never changes them), so a copy costs the k/v weights, not the model."""
+    own = {id(p) for p, _ in kv_parameters(model)}
+    return copy.deepcopy(model, {id(p): p for p in model.parameters() if id(p) not in own})
+
+
+@contextmanager
+def _no_gradients(params: Sequence[nn.Parameter]) -> Iterator[None]:
+    """Within the block, `params` need no gradients; their flags are restored afterwards."""
+    flags = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(params, flags):
+            p.requires_grad_(flag)
+
+
 def finetune_kv(model: nn.Module, tokenizer, demos: Sequence[tuple[str, str]], lr: float,
                 trace: TrainingTrace | None = None) -> nn.Module:
     """A copy of `model` after one epoch of SGD (batch size 1) on the demonstrations, one
     training sequence `Input: x\\nOutput: y\\n` each, loss on all tokens; only k/v change."""
-    tuned = copy.deepcopy(model).train(False)
-    for p in tuned.parameters():
-        p.requires_grad_(False)
+    tuned = kv_copy(model).train(False)
     trainable = kv_parameters(tuned)
+    own = {id(p) for p, _ in trainable}
     for p, mask in trainable:
         p.requires_grad_(True)
         if mask is not None:
             p.register_hook(lambda g, mask=mask: g * mask)
     optimizer = torch.optim.SGD([p for p, _ in trainable], lr=lr)
-    for dx, dy in demos:
-        ids = torch.tensor([tokenizer(f"Input: {dx}\nOutput: {dy}\n").input_ids])
-        captured: dict[int, torch.Tensor] = {}
-        grads: dict[int, torch.Tensor] = {}
-        handles = []
-        if trace is not None:
-            for layer, modules in enumerate(kv_modules(tuned)):
-                value_module = modules[-1]
-
-                def keep(m, a, out, layer=layer):
-                    captured[layer] = a[0][0].detach()
-                    out.register_hook(lambda g: grads.__setitem__(layer, g[0].detach()))
-
-                handles.append(value_module.register_forward_hook(keep))
-        optimizer.zero_grad()
-        loss = tuned(ids, labels=ids, use_cache=False).loss
-        loss.backward()
-        optimizer.step()
-        for handle in handles:
-            handle.remove()
-        if trace is not None:
-            layers = len(captured)
-            hidden = captured[0].shape[-1]
-            for t in range(ids.shape[1]):
-                trace.tokens.append(int(ids[0, t]))
-                trace.kv_inputs.append(np.stack([captured[l][t].float().numpy()
-                                                 for l in range(layers)]))
-                # GPT-2's fused output: the value third is the last `hidden` columns.
-                trace.value_grad_norms.append(np.array([
-                    float(grads[l][t, -hidden:].norm()) for l in range(layers)]))
-    for p in tuned.parameters():
+    projections = query_projections(tuned)
+    with _no_gradients([p for p in tuned.parameters() if id(p) not in own]):
+        for dx, dy in demos:
+            token_ids = tokenizer(demonstration_text(dx, dy)).input_ids
+            ids = torch.tensor([token_ids])
+            optimizer.zero_grad()
+            with recorded_outputs([m for m, _ in projections]) as q_store:
+                loss = tuned(ids, labels=ids, use_cache=False).loss
+            loss.backward()
+            optimizer.step()
+            if trace is not None:
+                trace.token_ids.append(token_ids)
+                trace.queries.append(torch.stack(
+                    [q[0] for q in _queries(q_store, [w for _, w in projections])]).float().numpy())
+    for p, _ in trainable:
         p.requires_grad_(False)
     return tuned.eval()
 
@@ -192,156 +362,253 @@ def rec2ftp(zsl_correct, ft_correct, icl_correct) -> tuple[float, int]:
     return (float((base & icl).sum() / n) if n else float("nan")), n
 
 
-def cosine(a: np.ndarray, b: np.ndarray) -> float:
-    denominator = np.linalg.norm(a) * np.linalg.norm(b)
-    return float(a @ b / denominator) if denominator > 0 else 0.0
+def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray | float:
+    """Cosine along the last axis (0 where a vector is zero)."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    denominator = np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1)
+    safe = np.where(denominator > 0, denominator, 1.0)
+    result = np.where(denominator > 0, (a * b).sum(-1) / safe, 0.0)
+    return float(result) if result.ndim == 0 else result
 
 
 def unit(v: np.ndarray) -> np.ndarray:
+    """`v` scaled to unit L2 norm along the last axis (zero vectors stay zero)."""
     norm = np.linalg.norm(v, axis=-1, keepdims=True)
     return v / np.where(norm > 0, norm, 1.0)
 
 
-def update_similarity(updates_a: np.ndarray, updates_b: np.ndarray) -> np.ndarray:
-    """Per layer: cosine of two update vectors `[layers, hidden]`."""
-    return np.array([cosine(a, b) for a, b in zip(updates_a, updates_b)])
+def update(icl_or_ft: np.ndarray, zsl: np.ndarray) -> np.ndarray:
+    """The update of L2-normalised attention outputs, `[..., layers, hidden]` (Dai et al.); SimAOU
+    is the cosine of the ICL and FT updates."""
+    return unit(icl_or_ft) - unit(zsl)
 
 
-def sim_aou(zsl: np.ndarray, icl: np.ndarray, ft: np.ndarray) -> np.ndarray:
-    """Per layer: cosine of (ICL − ZSL) and (FT − ZSL) updates of L2-normalised attention outputs."""
-    return update_similarity(unit(icl) - unit(zsl), unit(ft) - unit(zsl))
+def uniform_update_similarity(updates: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Dai et al.'s random SimAOU baseline: cosine of each update with a random update drawn
+    uniform on [0, 1) (`np.random.random`). Its expectation is not 0: it measures how far the
+    update points along the all-ones direction; a zero-mean baseline would control nothing."""
+    return cosine(updates, rng.random(updates.shape))
+
+
+def derangement(n: int, rng: np.random.Generator) -> np.ndarray:
+    """A random permutation with no fixed point (one random n-cycle): `partner[i] != i`."""
+    if n < 2:
+        raise ValueError(f"a mismatched pair needs at least 2 items, got {n}")
+    order = rng.permutation(n)
+    partner = np.empty(n, dtype=int)
+    partner[order] = np.roll(order, -1)
+    return partner
+
+
+def shuffle_labels(demos: Sequence[tuple[str, str]],
+                   rng: np.random.Generator) -> tuple[tuple[str, str], ...]:
+    """The demonstrations with their labels permuted (the label counts are kept) so that every
+    demonstration's label changes whenever no label holds more than half of them: demos sorted
+    by label (random order within a label) take the label `m` places further on, m the largest
+    label count."""
+    n = len(demos)
+    order = sorted(rng.permutation(n), key=lambda i: demos[i][1])
+    shift = max(Counter(y for _, y in demos).values())
+    labels = {order[k]: demos[order[(k + shift) % n]][1] for k in range(n)}
+    return tuple((x, labels[i]) for i, (x, _) in enumerate(demos))
 
 
 def sim_am(rows_a: np.ndarray, rows_b: np.ndarray) -> np.ndarray:
     """Per layer: cosine of two attention maps `[layers, heads, Q]`, averaged over heads."""
-    return np.array([np.mean([cosine(a, b) for a, b in zip(la, lb)])
-                     for la, lb in zip(rows_a, rows_b)])
+    return cosine(rows_a, rows_b).mean(axis=-1)
 
 
-def ft_token_attention(trace: TrainingTrace, query_input: np.ndarray) -> np.ndarray:
-    """FT's 'attention' to each training token per layer: `‖∂L/∂v_i‖ · |x_i · q|` — the size of
-    token i's term in the SGD update of W_V applied to the query (the dual form)."""
-    x = np.stack(trace.kv_inputs)  # [tokens, layers, hidden]
-    g = np.stack(trace.value_grad_norms)  # [tokens, layers]
-    return (g * np.abs(np.einsum("tlh,lh->tl", x, query_input))).T  # [layers, tokens]
+def kendall_tau(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Kendall's τ-b between `a` and `b` along the last axis (as scipy's `kendalltau`),
+    vectorised over leading axes; NaN where either side is constant."""
+    sa = np.sign(a[..., :, None] - a[..., None, :])
+    sb = np.sign(b[..., :, None] - b[..., None, :])
+    denominator = np.sqrt(np.abs(sa).sum((-1, -2)) * np.abs(sb).sum((-1, -2)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denominator > 0, (sa * sb).sum((-1, -2)) / denominator, np.nan)
+
+
+def demonstration_attention(icl_rows: np.ndarray, ft_query: np.ndarray,
+                            trace: TrainingTrace) -> tuple[np.ndarray, np.ndarray]:
+    """ICL's and FT's attention to the demonstration tokens, per layer, as Dai et al. 2022
+    define them for their Kendall coefficient (LMOps `compute_training_example_attn.py`):
+
+    - ICL: the attention probabilities from the ICL prompt's last token to each demonstration
+      token, summed over heads (`icl_rows[layers, heads, prompt tokens]`, demonstrations first);
+    - FT: `q_test · q_i`, the dot product of the finetuned model's query vector at the zero-shot
+      prompt's last token (`ft_query[layers, query dim]`, all heads concatenated) with the query
+      vector of training token i, recorded in the forward pass that trained on it.
+
+    Each demonstration's first token is dropped on both sides, as in their code. (They also apply
+    a softmax to both maps; it is monotone, so τ is the same without it.) Query vectors are the
+    q projection's outputs; for rotary models (Llama) that is before RoPE, i.e. position-free,
+    like the absolute-position GPT models Dai et al. used. Returns `(icl, ft)`, each
+    `[layers, demonstration tokens]`.
+    """
+    starts = np.cumsum([0] + [len(ids) for ids in trace.token_ids])[:-1]
+    keep = np.concatenate([np.arange(start + 1, start + len(ids))
+                           for start, ids in zip(starts, trace.token_ids)])
+    icl = icl_rows.sum(axis=1)[:, keep]
+    train_queries = np.concatenate([q[:, 1:] for q in trace.queries], axis=1)  # [layers, N, d]
+    ft = np.einsum("lnd,ld->ln", train_queries, ft_query)
+    return icl, ft
 
 
 # ---------------------------------------------------------------------------------------------
-# One cell: select the learning rate, finetune, compare ZSL / ICL / FT
+# One cell: demonstration sets, learning rate, ZSL / ICL / FT readings and their metrics
 
 
-def split_cell(data, shots: int, n_test: int | None, n_validation: int, seed: int):
-    """One balanced demonstration set, validation items (demo pool minus the demonstrations,
-    for choosing the learning rate) and test items, all seeded."""
-    from iclab.tasks import balanced_draw
+@dataclass(frozen=True)
+class DemoSet:
+    """One seeded demonstration set and the validation items that choose its learning rate."""
 
+    demos: tuple[tuple[str, str], ...]
+    validation: tuple[Item, ...]
+
+
+@dataclass(frozen=True)
+class CellSplit:
+    """The test items (shared by every demonstration set) and the demonstration sets."""
+
+    test: tuple[tuple[int, Item], ...]
+    demo_sets: tuple[DemoSet, ...]
+
+
+def split_cell(data: TaskData, shots: int, n_test: int | None, n_validation: int,
+               n_sets: int, seed: int) -> CellSplit:
+    """`n_sets` balanced demonstration sets (set s drawn with seed `[seed, s]`), each with its
+    validation items (the demonstration pool minus its demonstrations), and test items that are
+    never a demonstration or validation item of any set (custom tasks share one pool)."""
+    used: set[int] = set()
+    demo_sets = []
+    for s in range(n_sets):
+        rng = np.random.default_rng([seed, s])
+        demo_ids = balanced_draw(rng, data.demo_pool, data.items, shots)
+        rest = np.setdiff1d(data.demo_pool, demo_ids)
+        if len(rest) < n_validation:
+            raise ValueError(f"{data.name}: only {len(rest)} items left for {n_validation} "
+                             "validation items")
+        validation = np.sort(rng.choice(rest, size=n_validation, replace=False))
+        used |= {int(i) for i in demo_ids} | {int(i) for i in validation}
+        demo_sets.append(DemoSet(tuple((data.items[i].x, data.items[i].y) for i in demo_ids),
+                                 tuple(data.items[i] for i in validation)))
+    pool = np.setdiff1d(data.test_pool, sorted(used))
     rng = np.random.default_rng(seed)
-    demo_ids = balanced_draw(rng, data.demo_pool, data.items, shots)
-    rest = np.array([i for i in data.demo_pool if i not in set(demo_ids)])
-    if len(rest) < n_validation:
-        raise ValueError(f"{data.name}: only {len(rest)} items left for {n_validation} validation")
-    validation = np.sort(rng.choice(rest, size=n_validation, replace=False))
-    # Custom tasks share one pool: no test item may be a demonstration or a validation item.
-    pool = np.setdiff1d(data.test_pool, np.concatenate([demo_ids, validation]))
     test = (pool if n_test is None or n_test >= len(pool)
             else np.sort(rng.choice(pool, size=n_test, replace=False)))
-    demos = tuple((data.items[i].x, data.items[i].y) for i in demo_ids)
-    return demos, [data.items[i] for i in validation], [(int(i), data.items[i]) for i in test]
+    return CellSplit(tuple((int(i), data.items[i]) for i in test), tuple(demo_sets))
 
 
-def zero_shot_prompt(x: str) -> str:
-    return f"Input: {x}\nOutput:"
+def choice_accuracy(model: nn.Module, tokenizer, items: Sequence[Item], scoring: str) -> float:
+    """Zero-shot choice accuracy of `model` on `items`."""
+    predicted = predict(read_items(model, tokenizer, items), items, scoring)
+    return float(np.mean([p == it.y for p, it in zip(predicted, items)]))
 
 
-def choice_accuracy(model, tokenizer, items) -> float:
-    hits = [it.choices[int(np.argmax(choice_logprobs(model, tokenizer, zero_shot_prompt(it.x),
-                                                     it.choices)))] == it.y for it in items]
-    return float(np.mean(hits))
-
-
-def select_learning_rate(model, tokenizer, demos, validation, grid: Sequence[float]):
+def select_learning_rate(model: nn.Module, tokenizer, demo_set: DemoSet, grid: Sequence[float],
+                         scoring: str) -> tuple[float, dict[float, float], nn.Module,
+                                                TrainingTrace]:
     """Declared rule: the grid value with the best zero-shot validation accuracy after FT; ties
     go to the larger learning rate (the strongest update that does as well: with a tiny rate FT
-    would trivially equal ZSL)."""
-    scores = {lr: choice_accuracy(finetune_kv(model, tokenizer, demos, lr), tokenizer, validation)
-              for lr in sorted(grid)}
-    best = max(scores.values())
-    return max(lr for lr, acc in scores.items() if acc == best), scores
+    would trivially equal ZSL). Returns `(lr, accuracy by lr, finetuned model, its trace)`."""
+    scores, best = {}, None
+    for lr in sorted(grid):
+        trace = TrainingTrace()
+        tuned = finetune_kv(model, tokenizer, demo_set.demos, lr, trace)
+        scores[lr] = choice_accuracy(tuned, tokenizer, demo_set.validation, scoring)
+        if best is None or scores[lr] >= scores[best[0]]:
+            best = (lr, tuned, trace)
+    lr, tuned, trace = best
+    return lr, scores, tuned, trace
 
 
-def compare_settings(model, tokenizer, data, shots: int, n_test: int | None, n_validation: int,
-                     lr_grid: Sequence[float], seed: int):
-    """ZSL vs ICL vs FT on one cell. Returns (per-item rows, per-layer rows, summary)."""
-    import pandas as pd
-    from scipy.stats import kendalltau
-
-    demos, validation, test = split_cell(data, shots, n_test, n_validation, seed)
-    lr, validation_scores = select_learning_rate(model, tokenizer, demos, validation, lr_grid)
-    trace = TrainingTrace()
-    tuned = finetune_kv(model, tokenizer, demos, lr, trace)
-    icl_prefix = "".join(f"Input: {dx}\nOutput: {dy}\n" for dx, dy in demos)
-    rng = np.random.default_rng(seed + 1)
-    items, layers = [], []
-    skipped = {"simam": 0, "kendall": 0}  # items whose tokens do not line up across settings
-    for index, it in test:
-        zsl_prompt = zero_shot_prompt(it.x)
-        zsl_ids = tokenizer(zsl_prompt).input_ids
-        icl_ids = tokenizer(icl_prefix + zsl_prompt).input_ids
-        n_demo = len(icl_ids) - len(zsl_ids)
-        aligned_query = icl_ids[n_demo:] == zsl_ids
-        predictions = {}
-        for setting, net, prompt in (("zsl", model, zsl_prompt), ("icl", model, icl_prefix + zsl_prompt),
-                                     ("ft", tuned, zsl_prompt)):
-            scores = choice_logprobs(net, tokenizer, prompt, it.choices)
-            predictions[setting] = it.choices[int(np.argmax(scores))]
-        items.append({"item": index, "input": it.x, "target": it.y,
-                      **{f"{s}_prediction": p for s, p in predictions.items()},
-                      **{f"{s}_correct": p == it.y for s, p in predictions.items()}})
-        zsl, icl, ft = probe(model, zsl_ids), probe(model, icl_ids), probe(tuned, zsl_ids)
-        simaou = sim_aou(zsl.attention_output, icl.attention_output, ft.attention_output)
-        icl_update = unit(icl.attention_output) - unit(zsl.attention_output)
-        simaou_random = update_similarity(icl_update, rng.standard_normal(icl_update.shape))
-        if aligned_query:
-            icl_on_query = icl.attention_rows[:, :, n_demo:]
-            simam = sim_am(icl_on_query, ft.attention_rows)
-            simam_zsl = sim_am(icl_on_query, zsl.attention_rows)
-        else:
-            simam = simam_zsl = np.full(len(simaou), np.nan)
-            skipped["simam"] += 1
-        kendall = np.full(len(simaou), np.nan)
-        if trace.tokens != icl_ids[:n_demo]:
-            skipped["kendall"] += 1
-        else:
-            ft_attention = ft_token_attention(trace, ft.kv_inputs)
-            icl_attention = icl.attention_rows[:, :, :n_demo].mean(axis=1)
-            kendall = np.array([kendalltau(a, b).statistic for a, b in zip(icl_attention,
-                                                                           ft_attention)])
-        for layer in range(len(simaou)):
-            layers.append({"item": index, "layer": layer, "simaou": simaou[layer],
-                           "simaou_random": simaou_random[layer], "simam_icl_ft": simam[layer],
-                           "simam_icl_zsl": simam_zsl[layer], "kendall": kendall[layer]})
-    items, layers = pd.DataFrame(items), pd.DataFrame(layers)
-    ratio, denominator = rec2ftp(items["zsl_correct"], items["ft_correct"], items["icl_correct"])
-    summary = {
-        "learning_rate": lr, "validation_accuracy_by_lr": {str(k): v for k, v in
-                                                           validation_scores.items()},
-        "demonstrations": [list(d) for d in demos], "n_test": len(items),
-        "n_validation": len(validation),
-        "accuracy_zsl": float(items["zsl_correct"].mean()),
-        "accuracy_icl": float(items["icl_correct"].mean()),
-        "accuracy_ft": float(items["ft_correct"].mean()),
-        "rec2ftp": ratio, "rec2ftp_denominator": denominator,
-        "simaou": float(layers["simaou"].mean()),
-        "simaou_random": float(layers["simaou_random"].mean()),
-        "simam_icl_ft": float(layers["simam_icl_ft"].mean()),
-        "simam_icl_zsl": float(layers["simam_icl_zsl"].mean()),
-        "kendall": float(layers["kendall"].mean()),
-        "items_skipped_simam": skipped["simam"], "items_skipped_kendall": skipped["kendall"],
+def layer_metrics(readings: dict[str, list[Reading]], trace: TrainingTrace,
+                  rng: np.random.Generator) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """Per item and layer (`[items, layers]` each): SimAOU and its three baselines, SimAM (ICL vs
+    FT, ICL vs ZSL) and Kendall with its random-map baseline; items whose tokens do not line up
+    across settings get NaN in SimAM / Kendall and are counted."""
+    stacked = {s: np.stack([r.attention_output for r in rs]) for s, rs in readings.items()}
+    zsl = stacked["zsl"]
+    icl_update, ft_update = update(stacked["icl"], zsl), update(stacked["ft"], zsl)
+    n_items, n_layers = icl_update.shape[:2]
+    metrics = {
+        "simaou": cosine(icl_update, ft_update),
+        "simaou_uniform": uniform_update_similarity(icl_update, rng),
+        "simaou_mismatched": cosine(icl_update, ft_update[derangement(n_items, rng)]),
+        "simaou_shuffled_ft": cosine(icl_update, update(stacked["ft_shuffled"], zsl)),
+        **{name: np.full((n_items, n_layers), np.nan)
+           for name in ("simam_icl_ft", "simam_icl_zsl", "kendall", "kendall_random")},
     }
+    skipped = {"simam": 0, "kendall": 0}
+    demo_ids = [t for ids in trace.token_ids for t in ids]
+    for i, (z, icl, ft) in enumerate(zip(readings["zsl"], readings["icl"], readings["ft"])):
+        n_demo = len(icl.prompt_ids) - len(z.prompt_ids)
+        if icl.prompt_ids[n_demo:] == z.prompt_ids:
+            query_rows = icl.attention_rows[:, :, n_demo:]
+            metrics["simam_icl_ft"][i] = sim_am(query_rows, ft.attention_rows)
+            metrics["simam_icl_zsl"][i] = sim_am(query_rows, z.attention_rows)
+        else:
+            skipped["simam"] += 1
+        if list(icl.prompt_ids[:n_demo]) == demo_ids:
+            icl_map, ft_map = demonstration_attention(icl.attention_rows, ft.query, trace)
+            metrics["kendall"][i] = kendall_tau(icl_map, ft_map)
+            metrics["kendall_random"][i] = kendall_tau(icl_map, rng.random(icl_map.shape))
+        else:
+            skipped["kendall"] += 1
+    return metrics, skipped
+
+
+def run_demo_set(model: nn.Module, tokenizer, split: CellSplit, set_index: int,
+                 zsl: list[Reading], lr_grid: Sequence[float], scoring: str,
+                 rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """ICL, FT and FT on shuffled labels for one demonstration set. Returns per-item rows,
+    per-item-and-layer rows and what was chosen (learning rate, demonstrations)."""
+    demo_set = split.demo_sets[set_index]
+    items = [it for _, it in split.test]
+    lr, validation_scores, tuned, trace = select_learning_rate(model, tokenizer, demo_set,
+                                                               lr_grid, scoring)
+    shuffled = shuffle_labels(demo_set.demos, rng)
+    readings = {"zsl": zsl, "icl": read_items(model, tokenizer, items, demo_set.demos),
+                "ft": read_items(tuned, tokenizer, items),
+                "ft_shuffled": read_items(finetune_kv(model, tokenizer, shuffled, lr),
+                                          tokenizer, items)}
+    predictions = {s: predict(rs, items, scoring) for s, rs in readings.items()}
+    item_rows = pd.DataFrame({
+        "demo_set": set_index, "item": [i for i, _ in split.test],
+        "input": [it.x for it in items], "target": [it.y for it in items],
+        **{f"{s}_prediction": p for s, p in predictions.items()},
+        **{f"{s}_correct": [a == it.y for a, it in zip(p, items)]
+           for s, p in predictions.items()}})
+    metrics, skipped = layer_metrics(readings, trace, rng)
+    n_items, n_layers = metrics["simaou"].shape
+    layer_rows = pd.DataFrame({
+        "demo_set": set_index, "item": np.repeat([i for i, _ in split.test], n_layers),
+        "layer": np.tile(np.arange(n_layers), n_items),
+        **{name: values.ravel() for name, values in metrics.items()}})
     if any(skipped.values()):
-        log.warning("%s: tokens did not line up for %s of %d items (left out of those metrics)",
-                    data.name, skipped, len(test))
-    return items, layers, summary
+        log.warning("demo set %d: tokens did not line up for %s of %d items (left out of "
+                    "those metrics)", set_index, skipped, n_items)
+    info = {"demo_set": set_index, "learning_rate": lr,
+            "validation_accuracy_by_lr": {str(k): v for k, v in validation_scores.items()},
+            "demonstrations": [list(d) for d in demo_set.demos],
+            "shuffled_demonstrations": [list(d) for d in shuffled],
+            "n_validation": len(demo_set.validation),
+            "items_skipped_simam": skipped["simam"], "items_skipped_kendall": skipped["kendall"]}
+    return item_rows, layer_rows, info
+
+
+def compare_settings(model: nn.Module, tokenizer, split: CellSplit, lr_grid: Sequence[float],
+                     scoring: str, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, list[dict]]:
+    """ZSL vs ICL vs FT on one cell, every demonstration set. Returns (per-item rows,
+    per-item-and-layer rows, per-set choices)."""
+    if scoring not in SCORINGS:
+        raise ValueError(f"unknown scoring {scoring!r}; known: {SCORINGS}")
+    zsl = read_items(model, tokenizer, [it for _, it in split.test])
+    rng = np.random.default_rng([seed, 1])
+    results = [run_demo_set(model, tokenizer, split, s, zsl, lr_grid, scoring, rng)
+               for s in range(len(split.demo_sets))]
+    return (pd.concat([r[0] for r in results], ignore_index=True),
+            pd.concat([r[1] for r in results], ignore_index=True), [r[2] for r in results])
 
 
 def random_control(model: nn.Module, seed: int) -> nn.Module:
@@ -351,3 +618,218 @@ def random_control(model: nn.Module, seed: int) -> nn.Module:
     torch.manual_seed(seed)
     control = AutoModelForCausalLM.from_config(model.config, attn_implementation="eager")
     return control.eval()
+
+
+# ---------------------------------------------------------------------------------------------
+# Summaries with intervals over items and over demonstration sets; the applicability gate
+
+
+def set_interval(per_set: np.ndarray, confidence: float = 0.95) -> tuple[float, float, float]:
+    """SD and t-interval of the mean over demonstration sets (NaN with fewer than 2 sets; the
+    mean itself when the sets agree exactly, as ZSL does: it sees no demonstrations)."""
+    from scipy.stats import t
+
+    per_set = np.asarray(per_set, dtype=float)
+    per_set = per_set[~np.isnan(per_set)]
+    if len(per_set) < 2:
+        return np.nan, np.nan, np.nan
+    sd = float(per_set.std(ddof=1))
+    if sd == 0:
+        return 0.0, float(per_set.mean()), float(per_set.mean())
+    low, high = t.interval(confidence, len(per_set) - 1, loc=per_set.mean(),
+                           scale=sd / np.sqrt(len(per_set)))
+    return sd, float(low), float(high)
+
+
+def interval_summary(values: np.ndarray, confidence: float = 0.95) -> dict[str, float]:
+    """Summary of `values[demo set, item]` (paired across sets and items; NaN = missing):
+    the mean; a percentile bootstrap interval over items of each item's mean over the sets
+    (`ci_low`, `ci_high`); the per-set means' SD and t-interval over sets (`set_sd`,
+    `set_ci_low`, `set_ci_high`); `n_items` (items with a value)."""
+    values = np.asarray(values, dtype=float)
+    with _quiet_nan_warnings():
+        per_item, per_set = np.nanmean(values, axis=0), np.nanmean(values, axis=1)
+    per_item = per_item[~np.isnan(per_item)]
+    sd, set_low, set_high = set_interval(per_set, confidence)
+    if len(per_item) == 0:
+        mean = low = high = np.nan
+    else:  # the paired bootstrap of a − 0 is the bootstrap of the mean of a
+        mean, low, high = bootstrap_difference(per_item, np.zeros_like(per_item), confidence)
+    return {"mean": mean, "ci_low": low, "ci_high": high, "set_sd": sd,
+            "set_ci_low": set_low, "set_ci_high": set_high, "n_items": len(per_item)}
+
+
+@contextmanager
+def _quiet_nan_warnings() -> Iterator[None]:
+    """nanmean of an all-NaN slice is NaN by design here (a metric that was skipped)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
+
+
+def majority_share(predictions: np.ndarray) -> float:
+    """Mean over demonstration sets (rows) of the most frequent label's share of predictions."""
+    return float(np.mean([Counter(row).most_common(1)[0][1] / len(row) for row in predictions]))
+
+
+def applicability(zsl_correct: np.ndarray, icl_correct: np.ndarray, icl_predictions: np.ndarray,
+                  ft_predictions: np.ndarray,
+                  constant_share: float = CONSTANT_SHARE) -> tuple[bool, str]:
+    """Is the cell worth a dual-form verdict? `[demo set, item]` arrays. ICL must beat ZSL (the
+    paired ICL − ZSL accuracy interval excludes 0 over items *and* over demonstration sets) and
+    neither ICL nor FT may be constant (one label taking `constant_share` of the predictions,
+    mean over sets). Returns `(applicable, reason)`."""
+    gain = interval_summary(np.asarray(icl_correct, float) - np.asarray(zsl_correct, float))
+    reasons = []
+    if not (gain["ci_low"] > 0 and gain["set_ci_low"] > 0):
+        reasons.append(f"ICL does not beat ZSL: ICL − ZSL accuracy {gain['mean']:+.3f}, 95% CI "
+                       f"[{gain['ci_low']:+.3f}, {gain['ci_high']:+.3f}] over "
+                       f"{gain['n_items']} items, [{gain['set_ci_low']:+.3f}, "
+                       f"{gain['set_ci_high']:+.3f}] over {len(icl_correct)} demonstration sets")
+    for name, predictions in (("ICL", icl_predictions), ("FT", ft_predictions)):
+        share = majority_share(np.asarray(predictions))
+        if share >= constant_share:
+            reasons.append(f"{name} is constant: one label takes {share:.0%} of its predictions")
+    if reasons:
+        return False, "not applicable: " + "; ".join(reasons)
+    return True, (f"applicable: ICL − ZSL accuracy {gain['mean']:+.3f}, 95% CI "
+                  f"[{gain['ci_low']:+.3f}, {gain['ci_high']:+.3f}] over items, "
+                  f"[{gain['set_ci_low']:+.3f}, {gain['set_ci_high']:+.3f}] over sets; "
+                  "neither ICL nor FT constant")
+
+
+def _matrix(frame: pd.DataFrame, column: str) -> np.ndarray:
+    """`frame[column]` as `[demo set, item]`."""
+    return frame.pivot(index="demo_set", columns="item", values=column).to_numpy(dtype=float)
+
+
+def _predictions(frame: pd.DataFrame, setting: str) -> np.ndarray:
+    return frame.pivot(index="demo_set", columns="item",
+                       values=f"{setting}_prediction").to_numpy(dtype=object)
+
+
+# Paired contrasts: (name, a, b) means a − b per demonstration set and item.
+CONTRASTS = [("icl_minus_zsl", "accuracy_icl", "accuracy_zsl"),
+             ("ft_minus_zsl", "accuracy_ft", "accuracy_zsl"),
+             ("ft_minus_ft_shuffled", "accuracy_ft", "accuracy_ft_shuffled"),
+             ("simaou_minus_uniform", "simaou", "simaou_uniform"),
+             ("simaou_minus_mismatched", "simaou", "simaou_mismatched"),
+             ("simaou_minus_shuffled_ft", "simaou", "simaou_shuffled_ft"),
+             ("simam_ft_minus_zsl", "simam_icl_ft", "simam_icl_zsl"),
+             ("kendall_minus_random", "kendall", "kendall_random")]
+# Quantities compared between the trained model and its random-init control.
+CONTROL_CONTRASTS = ["icl_minus_zsl", "ft_minus_zsl", "simaou", "simaou_minus_mismatched",
+                     "simaou_minus_shuffled_ft", "simam_ft_minus_zsl", "kendall",
+                     "kendall_minus_random"]
+
+
+def cell_quantities(items: pd.DataFrame, layers: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Every summarised quantity of one model on one cell as `[demo set, item]`: accuracies,
+    layer metrics averaged over layers (as Dai et al. report them) and the `CONTRASTS`."""
+    per_item = layers.groupby(["demo_set", "item"])[LAYER_METRICS].mean().reset_index()
+    values = {f"accuracy_{s}": _matrix(items, f"{s}_correct") for s in SETTINGS}
+    values |= {name: _matrix(per_item, name) for name in LAYER_METRICS}
+    values |= {name: values[a] - values[b] for name, a, b in CONTRASTS}
+    return values
+
+
+def _flat(name: str, summary: dict[str, float]) -> dict[str, float]:
+    """`name`, `name_n_items`, `name_ci_low`, ... columns of an `interval_summary`."""
+    return {(name if key == "mean" else f"{name}_{key}"): value for key, value in summary.items()}
+
+
+def rec2ftp_summary(items: pd.DataFrame) -> dict[str, float]:
+    """Rec2FTP pooled over demonstration sets (numerator, denominator, Wilson interval over the
+    pooled item-set pairs, SD and t-interval of the per-set ratios) and its baseline
+    `#(ZSL wrong ∧ ICL right) / #(ZSL wrong)`: what Rec2FTP would be if the items FT fixes were
+    unrelated to those ICL gets right."""
+    zsl, ft, icl = (items[f"{s}_correct"].to_numpy(bool) for s in ("zsl", "ft", "icl"))
+    numerator, denominator = int((~zsl & ft & icl).sum()), int((~zsl & ft).sum())
+    per_set = [rec2ftp(g["zsl_correct"], g["ft_correct"], g["icl_correct"])[0]
+               for _, g in items.groupby("demo_set")]
+    sd, set_low, set_high = set_interval(np.array(per_set))
+    low, high = wilson_interval(numerator, denominator)
+    base_numerator, base_denominator = int((~zsl & icl).sum()), int((~zsl).sum())
+    base_low, base_high = wilson_interval(base_numerator, base_denominator)
+    return {"rec2ftp": numerator / denominator if denominator else np.nan,
+            "rec2ftp_numerator": numerator, "rec2ftp_denominator": denominator,
+            "rec2ftp_ci_low": low, "rec2ftp_ci_high": high, "rec2ftp_set_sd": sd,
+            "rec2ftp_set_ci_low": set_low, "rec2ftp_set_ci_high": set_high,
+            "rec2ftp_baseline": base_numerator / base_denominator if base_denominator else np.nan,
+            "rec2ftp_baseline_numerator": base_numerator,
+            "rec2ftp_baseline_denominator": base_denominator,
+            "rec2ftp_baseline_ci_low": base_low, "rec2ftp_baseline_ci_high": base_high}
+
+
+def model_summary(items: pd.DataFrame, layers: pd.DataFrame) -> dict:
+    """One model on one cell: the applicability verdict, every quantity with its intervals
+    over items and over demonstration sets, and Rec2FTP."""
+    applicable, reason = applicability(_matrix(items, "zsl_correct"),
+                                       _matrix(items, "icl_correct"),
+                                       _predictions(items, "icl"), _predictions(items, "ft"))
+    row = {"applicable": applicable, "reason": reason, "n_items": items["item"].nunique(),
+           "n_demo_sets": items["demo_set"].nunique()}
+    for name, values in cell_quantities(items, layers).items():
+        row |= _flat(name, interval_summary(values))
+    return row | rec2ftp_summary(items)
+
+
+def control_contrasts(trained: tuple[pd.DataFrame, pd.DataFrame],
+                      control: tuple[pd.DataFrame, pd.DataFrame]) -> dict:
+    """Trained minus random-init control for `CONTROL_CONTRASTS`, paired by demonstration set
+    and item (both models see the same items and demonstrations)."""
+    a, b = cell_quantities(*trained), cell_quantities(*control)
+    return {key: value for name in CONTROL_CONTRASTS
+            for key, value in _flat(f"{name}_minus_control",
+                                    interval_summary(a[name] - b[name])).items()}
+
+
+def chosen_learning_rate(rates: Sequence[float]) -> float:
+    """The learning rate chosen most often over the demonstration sets (ties: the larger)."""
+    counts = Counter(rates)
+    return max(counts, key=lambda lr: (counts[lr], lr))
+
+
+HEADLINE = ["applicable", "reason", "n_items", "n_demo_sets", "scoring", "learning_rate",
+            "learning_rates", "accuracy_zsl", "accuracy_icl", "accuracy_ft",
+            "accuracy_ft_shuffled", "icl_minus_zsl", "icl_minus_zsl_ci_low",
+            "icl_minus_zsl_ci_high", "rec2ftp", "rec2ftp_denominator", "rec2ftp_baseline",
+            "simaou", "simaou_uniform", "simaou_mismatched", "simaou_shuffled_ft", "kendall",
+            "kendall_random"]
+
+
+def summary_table(items: pd.DataFrame, layers: pd.DataFrame, cells: dict[tuple, dict]) -> pd.DataFrame:
+    """One row per cell and model kind (`model_summary`; the trained row also carries
+    `control_contrasts`). `items`/`layers` carry the cell keys and `model_kind`; `cells[cell]`
+    is the cell's `summary.json` (scoring, each demonstration set's learning rate)."""
+    from iclab.cells import CELL_KEYS
+
+    keys = [*CELL_KEYS, "model_kind"]
+    layer_groups = dict(list(layers.groupby(keys, sort=True)))
+    frames = {key: (frame, layer_groups[key]) for key, frame in items.groupby(keys, sort=True)}
+    rows = []
+    for key, frames_of_kind in frames.items():
+        cell, kind = key[:-1], key[-1]
+        rates = [s["learning_rate"] for s in cells[cell][kind]["demo_sets"]]
+        row = {**dict(zip(keys, key)), "scoring": cells[cell]["scoring"],
+               "learning_rate": chosen_learning_rate(rates),
+               "learning_rates": ";".join(f"{lr:g}" for lr in rates),
+               **model_summary(*frames_of_kind)}
+        if kind == "trained" and (*cell, "control") in frames:
+            row |= control_contrasts(frames_of_kind, frames[(*cell, "control")])
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    first = [*keys, *HEADLINE]
+    return table[first + [c for c in table.columns if c not in first]]
+
+
+def layer_table(layers: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
+    """Per cell, model kind and layer: every layer metric averaged over demonstration sets and
+    items, with the cell's applicability."""
+    from iclab.cells import CELL_KEYS
+
+    keys = [*CELL_KEYS, "model_kind"]
+    means = layers.groupby([*keys, "layer"])[LAYER_METRICS].mean().reset_index()
+    return means.merge(summary[[*keys, "applicable"]], on=keys, how="left")

@@ -2,7 +2,8 @@ DUALFORM_DIR = "results/dualform/{model}/{task}/{variant}/shots{shots}_seed{seed
 
 
 rule dualform_cell:
-    """ZSL vs ICL vs FT (k/v projections, SGD) on one cell, for the model and a random control."""
+    """ZSL vs ICL vs FT (k/v projections, SGD) and FT on shuffled labels, on one cell and every
+    demonstration set, for the model and a random-init control."""
     input:
         card="resources/models/{model}/model.json",
         task_files=task_files,
@@ -27,8 +28,10 @@ rule dualform_cell:
 
 
 rule dualform_tables:
-    """Rec2FTP, SimAOU, SimAM, Kendall and accuracies for every model, cell and control."""
+    """Applicability verdict, accuracies, Rec2FTP, SimAOU, SimAM and Kendall with their
+    baselines and controls, intervals over items and demonstration sets."""
     input:
+        per_item=[f"{d}/items.parquet" for d in cell_dirs("dualform")],
         layers=[f"{d}/layers.parquet" for d in cell_dirs("dualform")],
         summaries=[f"{d}/summary.json" for d in cell_dirs("dualform")],
     output:
