@@ -63,6 +63,15 @@ class Runtime:
         """Whether the graph takes and returns a key/value cache (`export_onnx` graphs do)."""
         return "past_key" in self.input_names
 
+    @property
+    def cache_bytes_per_token(self) -> int:
+        """Bytes of keys plus values (fp32) one cached token takes; 0 without a cache."""
+        spec = next((i for i in self.session.get_inputs() if i.name == "past_key"), None)
+        if spec is None:
+            return 0
+        n_layers, _, kv_heads, _, head_dim = spec.shape
+        return 2 * 4 * n_layers * kv_heads * head_dim
+
     def _with_defaults(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         unknown = set(feeds) - set(self.input_names)
         if unknown:

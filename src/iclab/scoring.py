@@ -153,7 +153,7 @@ def teacher_forced(runtime: Runtime, encoded: Sequence[Encoded], layout: HeadLay
     shared = min(common_prefix_length(sequences),
                  min(len(encoded[i].prompt_ids) for i, _, _, _ in graph_rows) - 1)
     shared = shared if runtime.has_cache and shared >= MIN_SHARED_PREFIX else 0
-    per_mask = max(1, CACHE_BYTES // max(1, shared * _cache_bytes_per_token(runtime)))
+    per_mask = max(1, CACHE_BYTES // max(1, shared * runtime.cache_bytes_per_token))
     chunks = [range(start, min(start + per_mask, len(distinct)))
               for start in range(0, len(distinct), per_mask)]
     bar = tqdm(total=len(graph_rows), desc="teacher-forced", disable=not progress,
@@ -196,15 +196,6 @@ def _read_row(result: dict, e: Encoded, graph_row: tuple, logprobs: np.ndarray) 
         argmax = logprobs[:len(cont)].argmax(axis=-1)
         result.update(correct=bool((argmax == np.asarray(cont)).all()),
                       argmax_ids=argmax.tolist())
-
-
-def _cache_bytes_per_token(runtime: Runtime) -> int:
-    """Bytes of keys plus values that one cached token takes (0 for graphs without a cache)."""
-    spec = next((i for i in runtime.session.get_inputs() if i.name == "past_key"), None)
-    if spec is None:
-        return 0
-    n_layers, _, kv_heads, _, head_dim = spec.shape
-    return 2 * 4 * n_layers * kv_heads * head_dim
 
 
 def _prefix_cache(runtime: Runtime, prefix: list[int], masks: np.ndarray, token_budget: int,
