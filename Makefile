@@ -48,8 +48,11 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/flops.py
 	-$(BIN)/python benchmarks/pipeline_summary.py  # needs a `make run` first; says so if none
 
+## lint: ruff (Python), snakefmt --check (Snakefile, rules) and snakemake --lint
 lint: $(STAMP)
-	$(SNAKEMAKE) --lint
+	$(BIN)/ruff check src scripts tests benchmarks
+	$(BIN)/snakefmt --check Snakefile workflow/rules
+	$(SNAKEMAKE) --lint --configfile $(CONFIG)
 
 dry-run: $(STAMP)
 	$(SNAKEMAKE) -n --cores 1 --configfile $(CONFIG)

@@ -18,12 +18,13 @@ include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/ablation.smk"
 include: "workflow/rules/attention.smk"
 include: "workflow/rules/dualform.smk"
+include: "workflow/rules/labels.smk"
 include: "workflow/rules/toy.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/provenance.smk"
 
 
 rule all:
+    default_target: True
     input:
         all_outputs(),
-    default_target: True

@@ -1,7 +1,8 @@
-"""Ablated examples per second: iclab's batched ONNX sweep vs the seed's per-head PyTorch loop.
+"""Ablated examples per second: iclab's batched ONNX sweep vs the one-forward-per-head PyTorch loop.
 
-Baseline (seed 000 §3.1 as written): for each head, for each example, one full PyTorch forward at
-batch size 1 with full-vocabulary logits at every position, the head zeroed by a hook.
+Baseline (the head-pruning loop as the source article writes it): for each head, for each
+example, one full PyTorch forward at batch size 1 with full-vocabulary logits at every
+position, the head zeroed by a hook.
 iclab: the same (head, example) pairs as rows of shared batches through the ONNX graph's
 head_mask, log-probs at the answer positions only; with shared demonstrations (the default
 sweep cell), the demonstration prefix runs once per ablation and its key/value cache serves
@@ -35,7 +36,8 @@ from iclab.tasks import build_examples  # noqa: E402
 
 
 def per_head_loop(model, tokenizer, examples, conditions, layout) -> tuple[float, list[float]]:
-    """The seed's method; returns seconds and the gold log-probs (for a correctness check)."""
+    """The per-head loop (one forward per head and example); returns seconds and the gold
+    log-probs (for a correctness check)."""
     gold = []
     start = time.perf_counter()
     for condition in conditions:

@@ -9,8 +9,8 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -70,7 +70,7 @@ def inference_device() -> str:
 def save(name: str, result: dict) -> Path:
     """Write benchmarks/results/{name}.json with the date and machine description."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    result = {"benchmark": name, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    result = {"benchmark": name, "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
               "machine": machine(), **result}
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")

@@ -24,8 +24,16 @@ from common import save  # noqa: E402
 
 from iclab.cells import saved_model_info  # noqa: E402
 from iclab.runtime import create_runtime, length_sorted_batches  # noqa: E402
-from iclab.scoring import (STOP, _greedy_prefix, batch_feeds, encode, full_head_mask,  # noqa: E402
-                           greedy_decode, pad_token_id, teacher_forced)
+from iclab.scoring import (  # noqa: E402
+    STOP,
+    _greedy_prefix,
+    batch_feeds,
+    encode,
+    full_head_mask,
+    greedy_decode,
+    pad_token_id,
+    teacher_forced,
+)
 from iclab.tasks import build_examples  # noqa: E402
 
 

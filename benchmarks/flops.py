@@ -30,8 +30,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (add_inference_arguments, icl_feeds, inference_device,  # noqa: E402
-                    interleaved_medians, save)
+from common import add_inference_arguments, icl_feeds, inference_device, interleaved_medians, save  # noqa: E402
 
 from iclab.models import head_layout, load_saved  # noqa: E402
 from iclab.runtime import create_runtime  # noqa: E402

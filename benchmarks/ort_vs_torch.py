@@ -18,15 +18,14 @@ import argparse
 import copy
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (add_inference_arguments, icl_feeds, inference_device,  # noqa: E402
-                    interleaved_medians, save)
+from common import add_inference_arguments, icl_feeds, inference_device, interleaved_medians, save  # noqa: E402
 from flops import inference_flops  # noqa: E402
 
 from iclab.export import INPUT_NAMES, TargetLogProbs  # noqa: E402
@@ -105,7 +104,7 @@ def main() -> None:
     if not args.no_levels:
         for level in LEVELS:
             level_runtime, creation[level] = timed(
-                lambda: runtime_at_level(args.onnx, level, args.threads, device, fp16))
+                lambda level=level: runtime_at_level(args.onnx, level, args.threads, device, fp16))
             passes[level] = ort_pass(level_runtime, feeds)
     outputs = {name: run() for name, run in passes.items()}  # warm-up, kept for the checks
     seconds = interleaved_medians(passes, args.repeats)

@@ -4,7 +4,8 @@ Reads `{root}/{rule}/{wildcards...}.tsv` (Snakemake's standard columns: s, h:m:s
 memory in MB) from the last `make run` and writes benchmarks/results/pipeline.json: per rule the
 jobs, summed and longest job seconds, share of all job seconds and largest max_rss; the rule that
 dominates; peak memory; the summed job seconds; and, given `--wall-seconds` (the whole run's wall
-time; `make run` writes it to {root}/wall_seconds), the mean number of jobs running at once (summed job seconds / wall seconds).
+time; `make run` writes it to {root}/wall_seconds), the mean number of jobs running at once
+(summed job seconds / wall seconds).
 
     python benchmarks/pipeline_summary.py [--root results/benchmarks] [--wall-seconds 1260]
 """

@@ -1,4 +1,5 @@
-"""Plot rules: draw the figure named by params.kind from the rule's input tables (in order)."""
+"""Plot rules: draw the figure named by params.kind from the rule's input tables, passed to the
+plot function by keyword (the input names are its parameter names)."""
 from iclab.rulelog import route_to_log
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
@@ -8,6 +9,6 @@ from importlib import import_module
 
 import pandas as pd
 
-module = import_module(f"iclab.{sm.params.get('module', 'plots')}")
-tables = [pd.read_csv(path) for path in sm.input]
-getattr(module, sm.params.kind)(*tables, sm.output.png, sm.output.pdf)
+plot = getattr(import_module(f"iclab.{sm.params.module}"), sm.params.kind)
+tables = {name: pd.read_csv(path) for name, path in sm.input.items()}
+plot(**tables, png=sm.output.png, pdf=sm.output.pdf, **sm.params.options)

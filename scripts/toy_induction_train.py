@@ -12,8 +12,13 @@ from safetensors.torch import save_file
 
 from iclab.io import atomic_path, write_json, write_table
 from iclab.models import save_model
-from iclab.toy_induction import (ablate_induction_heads, loss_by_index, settings_with_defaults,
-                                 summarize, train)
+from iclab.toy_induction import (
+    ablate_induction_heads,
+    loss_by_index,
+    settings_with_defaults,
+    summarize,
+    train,
+)
 
 torch.set_num_threads(sm.threads)
 settings = settings_with_defaults(sm.params.settings)

@@ -1,4 +1,4 @@
-"""Attention analysis: seed 000 metrics by hand, their uniform and random-set baselines,
+"""Attention analysis: AQ/H/AF by hand, their uniform and random-set baselines,
 relevant-token spans against the tokenizer, induction scores of a perfect induction pattern,
 attention-graph parity with PyTorch."""
 
@@ -9,11 +9,23 @@ import math
 import numpy as np
 import pytest
 
-from iclab.attention import (HEAD_METRICS, attention_entropy, attention_feeds, attention_focus,
-                             attention_quality, export_attention_onnx, first_token_share,
-                             head_metrics, induction_sequences, normalized_entropy,
-                             prefix_matching_score, random_token_mask, relevant_token_mask,
-                             torch_attention, uniform_baselines)
+from iclab.attention import (
+    HEAD_METRICS,
+    attention_entropy,
+    attention_feeds,
+    attention_focus,
+    attention_quality,
+    export_attention_onnx,
+    first_token_share,
+    head_metrics,
+    induction_sequences,
+    normalized_entropy,
+    prefix_matching_score,
+    random_token_mask,
+    relevant_token_mask,
+    torch_attention,
+    uniform_baselines,
+)
 from iclab.runtime import create_runtime
 from iclab.tasks import build_examples
 

@@ -10,13 +10,12 @@ import sys
 
 import pytest
 import yaml
+from conftest import REPO
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from iclab.configcheck import ConfigError, check_config
 from iclab.provenance import config_hash, seeds
-
-from conftest import REPO
 
 SCHEMA = str(REPO / "workflow" / "schemas" / "config.schema.yaml")
 
@@ -94,13 +93,43 @@ def test_task_checks(tasks, message):
 
 @pytest.mark.parametrize("dualform,message", [
     ({"cells": [{"task": "copy", "shots": 2}]}, "has no candidate answers"),
-    ({"cells": [{"task": "remap", "variant": "semantic", "shots": 155}], "n_validation": 12}, "exceed the demonstration pool"),
+    ({"cells": [{"task": "remap", "variant": "semantic", "shots": 155}], "n_validation": 12},
+     "exceed the demonstration pool"),
 ])
 def test_dualform_checks(dualform, message):
     config = load()
     config["dualform"] = dualform
     validate(config, SCHEMA, set_default=True)
     with pytest.raises(ConfigError, match=message):
+        check_config(config)
+
+
+@pytest.mark.parametrize("labels,message", [
+    ({"cells": [{"task": "copy", "shots": 2}]}, "has no candidate labels"),
+    ({"cells": [{"task": "antonyms", "shots": 2}]}, "not configured under tasks"),
+    ({"cells": [{"task": "remap", "shots": 3}], "flip": [0.25, 1.0]}, "must include 0"),
+    ({"cells": [{"task": "remap", "shots": 3}], "flip": [0, 0.251, 0.25]}, "same variant twice"),
+    ({"cells": [{"task": "remap", "shots": 200}]}, "larger than the demonstration pool"),
+])
+def test_label_checks(labels, message):
+    config = load()
+    config["labels"] = labels
+    validate(config, SCHEMA, set_default=True)
+    with pytest.raises(ConfigError, match=message):
+        check_config(config)
+
+
+def test_label_variants_are_known_variants_of_classification_tasks():
+    config = load()
+    config["tasks"]["remap"]["variants"] = ["semantic", "flip50", "flip100"]
+    config["ablation"]["cells"] = [{"task": "remap", "variant": "flip100", "shots": 3}]
+    validate(config, SCHEMA, set_default=True)
+    with pytest.raises(ConfigError, match=r"\['flip100'\] are also variants of labels.cells\[0\]"):
+        check_config(config)  # the label cell would run `flip100` with other settings
+    config["labels"]["cells"] = []
+    check_config(config)
+    config["tasks"]["date"]["variants"] = ["flip50"]
+    with pytest.raises(ConfigError, match=r"tasks.date.variants: unknown variant\(s\) \['flip50'\]"):
         check_config(config)
 
 
@@ -210,3 +239,13 @@ def test_impossible_ablation_cells_fail_before_any_job(cell, message):
     validate(config, SCHEMA, set_default=True)
     with pytest.raises(ConfigError, match=message):
         check_config(config)
+
+
+def test_config_reference_matches_schema():
+    """config/README.md is rendered from the schema: a key added without re-rendering fails."""
+    from iclab.configdoc import README, SCHEMA, render
+
+    schema = yaml.safe_load(SCHEMA.read_text())
+    assert README.read_text() == render(schema), "run `python -m iclab.configdoc`"
+    for path in ("ablation.cells[].n_test", "dualform.scoring", "toy.lsa.eval_tasks"):
+        assert f"`{path}`" in README.read_text()

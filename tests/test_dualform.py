@@ -11,13 +11,32 @@ import pytest
 import torch
 from scipy.stats import kendalltau
 
-from iclab.dualform import (DemoSet, TrainingTrace, applicability, choice_scores,
-                            compare_settings, cosine, demonstration_attention,
-                            demonstration_prefix, derangement, dual_form, finetune_kv,
-                            interval_summary, kendall_tau, layer_table, linear_attention,
-                            read_prompts, rec2ftp, shuffle_labels, sim_am, split_cell,
-                            summary_table, uniform_update_similarity, update,
-                            zero_shot_prompt)
+from iclab.dualform import (
+    DemoSet,
+    TrainingTrace,
+    applicability,
+    choice_scores,
+    compare_settings,
+    cosine,
+    demonstration_attention,
+    demonstration_prefix,
+    derangement,
+    dual_form,
+    finetune_kv,
+    interval_summary,
+    kendall_tau,
+    layer_table,
+    linear_attention,
+    read_prompts,
+    rec2ftp,
+    shuffle_labels,
+    sim_am,
+    split_cell,
+    summary_table,
+    uniform_update_similarity,
+    update,
+    zero_shot_prompt,
+)
 from iclab.scoring import encode
 from iclab.tasks import task_data
 

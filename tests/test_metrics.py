@@ -88,7 +88,8 @@ def test_contrastive_loss_seed_001_example():
     assert contrastive_loss([-1.0, -0.5, -2.0], [True, True, False], 1.0) == pytest.approx(by_hand)
     assert by_hand == pytest.approx(0.85413, abs=1e-5)
     # A lower temperature sharpens: the loss of a top-scored single positive falls.
-    assert contrastive_loss([-0.5, -2.0], [True, False], 0.1) < contrastive_loss([-0.5, -2.0], [True, False], 1.0)
+    sharp = contrastive_loss([-0.5, -2.0], [True, False], 0.1)
+    assert sharp < contrastive_loss([-0.5, -2.0], [True, False], 1.0)
     with pytest.raises(ValueError):
         contrastive_loss([-1.0], [False])
 

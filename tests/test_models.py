@@ -7,8 +7,14 @@ import json
 import pytest
 import torch
 
-from iclab.models import (ModelSourceError, acquire, char_tokenizer, check_special_tokens,
-                          load_saved, random_model)
+from iclab.models import (
+    ModelSourceError,
+    acquire,
+    char_tokenizer,
+    check_special_tokens,
+    load_saved,
+    random_model,
+)
 
 
 def test_random_model_roundtrip(tmp_path):

@@ -6,8 +6,13 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from iclab.runtime import (ProviderError, check_provider_request, create_runtime,
-                           length_sorted_batches, require_cuda)
+from iclab.runtime import (
+    ProviderError,
+    check_provider_request,
+    create_runtime,
+    length_sorted_batches,
+    require_cuda,
+)
 
 HAS_CUDA = False
 try:

@@ -9,8 +9,7 @@ import torch
 
 from iclab.models import head_layout
 from iclab.runtime import create_runtime
-from iclab.scoring import (Encoded, TokenizationError, encode, greedy_decode, score_examples,
-                           teacher_forced)
+from iclab.scoring import Encoded, TokenizationError, encode, greedy_decode, score_examples, teacher_forced
 from iclab.tasks import build_examples
 
 

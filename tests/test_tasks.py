@@ -61,8 +61,7 @@ def test_unknown_task():
 import datetime as dt  # noqa: E402
 import json  # noqa: E402
 
-from iclab.tasks import (REMAP_LABELS, REMAP_WORDS, date_items, load_custom,  # noqa: E402
-                         pool_size, task_data)
+from iclab.tasks import REMAP_LABELS, REMAP_WORDS, date_items, load_custom, pool_size, task_data  # noqa: E402
 
 
 def test_date_items_cover_every_day_in_format():
@@ -185,3 +184,75 @@ def test_arbitrary_remap_labels_carry_no_category():
         counts = Counter(it.y for it in data.items if it.group == category)
         assert len(counts) == 3 and max(counts.values()) < 0.5 * sum(counts.values())
     assert data.items == task_data("remap", {}, "arbitrary").items  # fixed, seeded
+
+
+# Label variants (Min et al. 2022; Wei et al. 2023) on constructed items ----------------------
+
+from iclab.tasks import flip_count, flip_variant, label_variant  # noqa: E402
+
+
+def _custom_task(tmp_path, n=40):
+    path = tmp_path / "labels.jsonl"
+    rows = [{"input": f"item {i}", "output": ("yes", "no", "maybe")[i % 3],
+             "choices": ["yes", "no", "maybe"]} for i in range(n)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return {"type": "custom", "path": str(path)}
+
+
+@pytest.mark.parametrize("demonstrations", ["per_item", "shared"])
+def test_flips_change_exactly_the_intended_demonstrations(tmp_path, demonstrations):
+    settings = _custom_task(tmp_path)
+    gold = {ex.item: ex for ex in build_examples("t", 10, 8, 3, "flip0", settings,
+                                                 demonstrations)}
+    previous = {item: set() for item in gold}
+    for fraction in (0.25, 0.5, 0.75, 1.0):
+        flipped = build_examples("t", 10, 8, 3, flip_variant(fraction), settings, demonstrations)
+        for ex in flipped:
+            base = gold[ex.item]
+            assert (ex.x, ex.y, ex.demo_items) == (base.x, base.y, base.demo_items)  # paired
+            changed = {i for i, (a, b) in enumerate(zip(ex.demos, base.demos)) if a != b}
+            assert len(changed) == flip_count(fraction, 8) == sum(ex.demo_changed)
+            assert changed == {i for i, c in enumerate(ex.demo_changed) if c}
+            assert previous[ex.item] <= changed  # nested: 25% flipped is inside 50% flipped
+            previous[ex.item] = changed
+            cycle = {"yes": "no", "no": "maybe", "maybe": "yes"}  # the label order's next label
+            for i in changed:
+                assert ex.demos[i][1] == cycle[base.demos[i][1]]
+            assert ex.flipped == cycle[ex.y] and ex.prior == ex.y
+    assert gold[next(iter(gold))].demo_changed == (False,) * 8
+    if demonstrations == "shared":  # one relabelling for the shared set: the prefix stays shared
+        assert len({ex.demos for ex in flipped}) == 1
+
+
+def test_random_and_unrelated_labels(tmp_path):
+    settings = _custom_task(tmp_path, n=60)
+    gold = build_examples("t", 20, 12, 0, "flip0", settings)
+    random_ = build_examples("t", 20, 12, 0, "random", settings)
+    labels = [y for ex in random_ for _, y in ex.demos]
+    assert set(labels) == {"yes", "no", "maybe"}
+    assert [ex.y for ex in random_] == [ex.y for ex in gold]
+    changed = sum(sum(ex.demo_changed) for ex in random_) / len(labels)
+    assert 0.4 < changed < 0.9  # uniform labels change about 2/3 of them
+    unrelated = build_examples("t", 20, 12, 0, "unrelated", settings)
+    word = {"yes": "foo", "no": "bar", "maybe": "baz"}
+    for ex, base in zip(unrelated, gold):
+        assert ex.y == word[base.y] and ex.prior == base.y and ex.choices == ("foo", "bar", "baz")
+        assert [y for _, y in ex.demos] == [word[y] for _, y in base.demos]
+
+
+def test_label_variant_names_and_errors(tmp_path):
+    assert label_variant("flip25").fraction == 0.25 and label_variant("flip101") is None
+    assert label_variant("semantic") is None and label_variant("random").kind == "random"
+    assert flip_count(0.5, 9) == 5 and flip_count(0.25, 9) == 2 and flip_count(0.75, 9) == 7
+    remap = build_examples("remap", 6, 9, 0, "flip100")
+    semantic = build_examples("remap", 6, 9, 0, "semantic")
+    remapped = {"animal": "plant/vegetable", "plant/vegetable": "sport", "sport": "animal"}
+    for ex, base in zip(remap, semantic):
+        assert ex.y == base.y and [y for _, y in ex.demos] == [remapped[y] for _, y in base.demos]
+    path = tmp_path / "mixed.jsonl"
+    path.write_text('{"input": "a", "output": "x", "choices": ["x", "y"]}\n'
+                    '{"input": "b", "output": "z", "choices": ["z", "w"]}\n')
+    with pytest.raises(TaskError, match="same choices"):
+        build_examples("t", 1, 1, 0, "flip50", {"type": "custom", "path": str(path)})
+    with pytest.raises(TaskError, match="unknown variant"):
+        build_examples("date", 1, 1, 0, "flip50")

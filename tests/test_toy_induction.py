@@ -9,10 +9,23 @@ import numpy as np
 import pytest
 import torch
 
-from iclab.toy_induction import (ALPHABET_START, DEFAULTS, ablate_induction_heads,
-                                 attention_only_model, copy_rows, first_crossing, icl_scores,
-                                 induction_pairs, largest_drop, prefix_matching, repeat_batch,
-                                 settings_with_defaults, steepest_drop, token_losses, train)
+from iclab.toy_induction import (
+    ALPHABET_START,
+    DEFAULTS,
+    ablate_induction_heads,
+    attention_only_model,
+    copy_rows,
+    first_crossing,
+    icl_scores,
+    induction_pairs,
+    largest_drop,
+    prefix_matching,
+    repeat_batch,
+    settings_with_defaults,
+    steepest_drop,
+    token_losses,
+    train,
+)
 
 TINY = {"context": 16, "d_model": 16, "heads": 2, "steps": 6, "batch": 8, "log_every": 3,
         "eval_sequences": 16, "span_min": 2, "span_max": 6, "early_index": 2, "late_index": 14,

@@ -7,8 +7,19 @@ import pandas as pd
 import pytest
 import torch
 
-from iclab.toy_lsa import (DEFAULTS, LinearSelfAttention, compare, derangement, gd_model,
-                           gd_predict, gd_weights, line_search_lr, run, sample_tasks, train)
+from iclab.toy_lsa import (
+    DEFAULTS,
+    LinearSelfAttention,
+    compare,
+    derangement,
+    gd_model,
+    gd_predict,
+    gd_weights,
+    line_search_lr,
+    run,
+    sample_tasks,
+    train,
+)
 
 TINY = {"steps": 150, "batch": 256, "lr": 1e-2, "log_every": 50, "eval_batch": 512,
         "eval_tasks": 2000, "line_search_tasks": 2000}

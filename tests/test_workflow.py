@@ -8,15 +8,13 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
-
 from hashlib import sha256
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import REPO
 
 
@@ -40,6 +38,33 @@ def run_dir(tmp_path_factory) -> Path:
     proc = snakemake(workdir)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return workdir
+
+
+def test_label_flip_tables(run_dir):
+    """Label cells run as run_icl cells of their label variants, paired on the same items."""
+    tables = run_dir / "results" / "tables"
+    variants = pd.read_csv(tables / "label_flips.csv")
+    assert set(variants["variant"]) == {"flip0", "flip100"}
+    assert set(variants["measure"]) == {"greedy", "sum", "norm", "calibrated"}
+    assert (variants["n"] == 6).all()
+    full = variants[variants["variant"] == "flip100"]
+    assert (full["changed_fraction"] == 1).all() and full["vs_gold"].notna().all()
+    slopes = pd.read_csv(tables / "label_flip_slopes.csv")
+    assert len(slopes) == 2 * 4 and slopes["true_slope"].notna().all()
+    isolation = pd.read_csv(tables / "label_isolation.csv")
+    assert set(isolation["condition"]) == {"none", "labels_shallow", "labels_deep",
+                                           "random_shallow", "random_deep"}
+    assert (isolation.loc[isolation["condition"] == "none", "loyalty"] == 1).all()
+    assert (isolation["n"] == 4).all()
+    assert (slopes["reason"].fillna("") != "").eq(~slopes["applicable"]).all()
+    samples = run_dir / "results" / "samples" / "tiny-llama" / "remap"
+    gold = pd.read_parquet(samples / "flip0" / "shots3_seed0.parquet")
+    flipped = pd.read_parquet(samples / "flip100" / "shots3_seed0.parquet")
+    assert list(gold["item"]) == list(flipped["item"]) and list(gold["target"]) == list(flipped["target"])
+    assert all(map(list, gold["demo_items"])) and [list(d) for d in gold["demo_items"]] == [
+        list(d) for d in flipped["demo_items"]]
+    assert not any(c for row in gold["demo_changed"] for c in row)
+    assert all(c for row in flipped["demo_changed"] for c in row)
 
 
 def test_tables_and_samples(run_dir):
@@ -197,7 +222,7 @@ def test_two_runs_give_identical_tables(run_dir, tmp_path_factory):
     for name in first:
         assert again[name] == first[name], name
     figures = sorted((run_dir / "results" / "figures").glob("*.p*"))
-    assert len(figures) == 32
+    assert len(figures) == 36
     for figure in figures:  # PNG and PDF: fixed metadata, so byte-identical too
         assert (second / "results" / "figures" / figure.name).read_bytes() == figure.read_bytes()
 

@@ -1,4 +1,4 @@
-"""Per-head ablation (seed 000 §3.1): exact sweeps through `head_mask`, gradient importance
+"""Per-head ablation (Michel et al. 2019): exact sweeps through `head_mask`, gradient importance
 (Michel et al. 2019; Bansal et al. 2023) and pruning curves.
 
 Different ablations ride in different rows of one batch: a sweep never makes one model call per
@@ -7,8 +7,8 @@ head.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import pandas as pd

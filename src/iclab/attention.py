@@ -1,17 +1,16 @@
-"""Attention analysis (seed 000 §3.2, §4): attention rows of chosen query positions from a second
-ONNX graph, the seed's attention metrics (AQ, entropy, focus) with chance and uniform-attention
-baselines, and induction-head scores."""
+"""Attention analysis (AQ/H/AF as the source article defines them, docs/methods.md): attention
+rows of chosen query positions from a second ONNX graph, the attention metrics (AQ, entropy,
+focus) with chance and uniform-attention baselines, and induction-head scores."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-
 
 ATTENTION_INPUTS = ["input_ids", "attention_mask", "query_pos"]
 

@@ -7,7 +7,19 @@ from typing import Any
 
 import numpy as np
 
-from iclab.tasks import DEFAULT_VARIANTS, VARIANTS, TaskError, load_custom, pool_size, task_data
+from iclab.tasks import (
+    DEFAULT_VARIANTS,
+    RANDOM_LABELS,
+    UNRELATED_LABELS,
+    VARIANTS,
+    TaskError,
+    build_examples,
+    flip_variant,
+    known_variant,
+    load_custom,
+    pool_size,
+    task_data,
+)
 
 
 class ConfigError(ValueError):
@@ -86,6 +98,56 @@ def check_ablation_items(key: str, cell: dict, ablation: dict, task_settings: di
                               f"beside {wanted} test items ({left} pool items left)")
 
 
+def label_variants(labels: dict) -> list[str]:
+    """The variants every label cell runs: one per flip fraction, then random and unrelated."""
+    names = [flip_variant(f) for f in labels["flip"]]
+    names += [RANDOM_LABELS] * labels["random"] + [UNRELATED_LABELS] * labels["unrelated"]
+    return names
+
+
+def label_task_settings(task_settings: dict, labels: dict) -> dict:
+    """A task's settings for its label variants: the labels section's n_test (when set) and
+    demonstration mode replace the task's."""
+    n_test = labels["n_test"] if labels.get("n_test") is not None else task_settings["n_test"]
+    return {**task_settings, "n_test": n_test, "demonstrations": labels["demonstrations"]}
+
+
+def check_labels(config: dict[str, Any]) -> None:
+    """Label cells: configured classification tasks with one label set, flip fractions that name
+    distinct variants and include 0 (the gold demonstrations), demonstrations that fit."""
+    labels = config.get("labels", {})
+    if not labels.get("cells"):
+        return
+    names = label_variants(labels)
+    if len(set(names)) != len(names):
+        raise ConfigError(f"labels.flip: {labels['flip']} name the same variant twice ({names}); "
+                          "fractions are kept to whole percents")
+    if 0 not in labels["flip"]:
+        raise ConfigError("labels.flip must include 0: the gold demonstrations every flip, "
+                          "random and unrelated variant is compared with")
+    for i, cell in enumerate(labels["cells"]):
+        key = f"labels.cells[{i}]"
+        settings = config["tasks"].get(cell["task"])
+        if settings is None:
+            raise ConfigError(f"{key}.task: {cell['task']!r} is not configured under tasks")
+        if task_type(cell["task"], settings) not in ("remap", "custom") or not has_choices(
+                cell["task"], settings):
+            raise ConfigError(f"{key}.task: {cell['task']!r} has no candidate labels; use remap "
+                              "or a custom task whose rows have choices")
+        listed = [v for v in task_variants(cell["task"], settings) if v in names]
+        if listed and cell["shots"] in settings["shots"]:
+            raise ConfigError(f"tasks.{cell['task']}.variants: {listed} are also variants of "
+                              f"{key} at {cell['shots']} shots, which runs them with the labels "
+                              "section's settings; list them in one place")
+        own = label_task_settings(settings, labels)
+        for variant in names:
+            try:  # builds the cell's items: label set, pool sizes and shared demonstrations
+                build_examples(cell["task"], own["n_test"], cell["shots"], 0, variant, own,
+                               own["demonstrations"])
+            except TaskError as err:
+                raise ConfigError(f"{key}: {err}") from err
+
+
 def check_config(config: dict[str, Any]) -> None:
     check_toy(config.get("toy", {}))
     names = [m["name"] for m in config["models"]]
@@ -97,10 +159,12 @@ def check_config(config: dict[str, Any]) -> None:
         if kind not in VARIANTS:
             raise ConfigError(f"tasks.{name}: unknown task {name!r}; built-in tasks are "
                               f"{sorted(set(VARIANTS) - {'custom'})}, or set type: custom")
-        unknown = sorted(set(task_variants(name, settings)) - set(VARIANTS[kind]))
+        unknown = [v for v in task_variants(name, settings) if not known_variant(kind, v)]
         if unknown:
             raise ConfigError(f"tasks.{name}.variants: unknown variant(s) {unknown} for a "
-                              f"{kind} task; known: {VARIANTS[kind]}")
+                              f"{kind} task; known: {VARIANTS[kind]}"
+                              + (" and label variants (flip0..flip100, random, unrelated)"
+                                 if kind in ("remap", "custom") else ""))
         if kind == "custom":
             if "path" not in settings:
                 raise ConfigError(f"tasks.{name}: a custom task needs path: to a JSONL file")
@@ -127,9 +191,9 @@ def check_config(config: dict[str, Any]) -> None:
         if cell["task"] not in config["tasks"]:
             raise ConfigError(f"{key}.task: {cell['task']!r} is not configured under tasks")
         settings = config["tasks"][cell["task"]]
-        known = VARIANTS[task_type(cell["task"], settings)]
-        if cell["variant"] not in known:
-            raise ConfigError(f"{key}.variant: {cell['variant']!r} is not among {known}")
+        kind = task_type(cell["task"], settings)
+        if not known_variant(kind, cell["variant"]):
+            raise ConfigError(f"{key}.variant: {cell['variant']!r} is not among {VARIANTS[kind]}")
         pool = pool_size(cell["task"], settings, cell["variant"])
         if cell["shots"] > pool:
             raise ConfigError(f"{key}.shots: {cell['shots']} larger than the demonstration pool")
@@ -139,6 +203,7 @@ def check_config(config: dict[str, Any]) -> None:
         if cell["shots"] + n_validation > pool:
             raise ConfigError(f"{key}.shots: {cell['shots']} demonstrations + dualform."
                               f"n_validation {n_validation} exceed the demonstration pool ({pool})")
+    check_labels(config)
     runtime = config["runtime"]
     if runtime["fp16"] and runtime["provider"] == "cpu":
         raise ConfigError("runtime.fp16: true needs runtime.provider cuda or auto, not cpu")

@@ -1,4 +1,4 @@
-"""ICL as implicit finetuning (seed 003; Dai et al. 2022, microsoft/LMOps understand_icl).
+"""ICL as implicit finetuning (Dai et al. 2022, microsoft/LMOps understand_icl).
 
 Three settings on the same test items: zero-shot (ZSL), ICL with k demonstrations, and FT =
 zero-shot after finetuning only the attention key/value projections on those demonstrations
@@ -26,9 +26,9 @@ from __future__ import annotations
 import copy
 import logging
 from collections import Counter
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
 
 import numpy as np
 import pandas as pd

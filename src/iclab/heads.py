@@ -7,8 +7,8 @@ projection (Llama `o_proj`, GPT-2 `c_proj`) multiplies head h of layer l by
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import torch
 from torch import nn

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from iclab.plots import plt, save_figure, sns, _theme
+from iclab.plots import _theme, plt, save_figure, sns
 
 
 def toy_phase_change(training: pd.DataFrame, summary: pd.DataFrame, png: str | Path,

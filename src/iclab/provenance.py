@@ -5,9 +5,9 @@ from __future__ import annotations
 import copy
 import platform
 import sys
+from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
-from typing import Iterable
 
 PACKAGES = ["iclab", "torch", "transformers", "onnx", "onnxruntime-gpu", "onnxruntime",
             "numpy", "pandas", "pyarrow", "snakemake"]

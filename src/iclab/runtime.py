@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -22,7 +22,7 @@ class ProviderError(RuntimeError):
 class Runtime:
     """An inference session plus the provider it actually runs on (read back, never assumed)."""
 
-    session: "object"
+    session: object
     provider: str  # "CUDAExecutionProvider" or "CPUExecutionProvider"
     fp16: bool
 

@@ -11,8 +11,8 @@ length-normalised and calibrated log-probabilities).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -331,6 +331,7 @@ def score_examples(runtime: Runtime, tokenizer, examples: Sequence[Example], lay
         "group": [ex.group for ex in examples],
         "shots": [ex.shots for ex in examples],
         "seed": [ex.seed for ex in examples],
+        "input": [ex.x for ex in examples],
         "prompt": [ex.prompt for ex in examples],
         "target": [ex.target for ex in examples],
         "prediction": _greedy_predictions(runtime, tokenizer, examples, gold_enc, gold, layout,
@@ -340,6 +341,8 @@ def score_examples(runtime: Runtime, tokenizer, examples: Sequence[Example], lay
         "first_token_rank": gold["first_token_rank"],
         "n_prompt_tokens": [len(e.prompt_ids) for e in gold_enc],
         "n_target_tokens": [len(e.target_ids) for e in gold_enc],
+        "demo_items": [list(ex.demo_items) for ex in examples],
+        "demo_changed": [list(ex.demo_changed) for ex in examples],
     })
     if any(ex.choices for ex in examples):
         logprobs = scored["gold_logprob"].to_numpy()
@@ -393,6 +396,8 @@ def choice_columns(examples: Sequence[Example], scores: Sequence[Sequence[float]
     }
     columns: dict[str, list] = {
         "choices": [list(ex.choices) for ex in examples],
+        "prior_label": [ex.prior for ex in examples],
+        "flipped_label": [ex.flipped for ex in examples],
         "choice_logprobs": [list(s) for s in scores],
         "content_free_prompt": [ex.content_free_prompt if ex.choices else "" for ex in examples],
         "choice_logprobs_content_free": [list(f) for f in free_scores],
@@ -410,7 +415,8 @@ def choice_columns(examples: Sequence[Example], scores: Sequence[Sequence[float]
 
 def contrastive_loss(scores: Sequence[float], positive: Sequence[bool],
                      temperature: float = 1.0) -> float:
-    """Seed 001: `L = -1/N+ sum_{i in +} log(exp(s_i/tau) / sum_j exp(s_j/tau))`."""
+    """Contrastive loss over candidates (docs/methods.md):
+    `L = -1/N+ sum_{i in +} log(exp(s_i/tau) / sum_j exp(s_j/tau))`."""
     from scipy.special import logsumexp
 
     s = np.asarray(scores, dtype=np.float64) / temperature

@@ -1,4 +1,4 @@
-"""ICL task generators (seed 003; Rong 2021): seeded, deterministic, no test item among its own
+"""ICL task generators (Rong 2021): seeded, deterministic, no test item among its own
 demonstrations.
 
 Prompt format: demonstrations as `Input: {x}\nOutput: {y}\n`, then `Input: {x}\nOutput:`;
@@ -13,6 +13,7 @@ import datetime as dt
 import itertools
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,6 +90,19 @@ NULL_VARIANT = "arbitrary"
 NULL_LABEL_SEED = 0
 VARIANTS = {"copy": ["default"], "date": ["default"], "remap": [*REMAP_LABELS, NULL_VARIANT],
             "custom": ["default"]}
+# Demonstrations against priors (Min et al. 2022; Wei et al. 2023), for classification tasks:
+# the demonstrations' labels change, the test items and their gold labels do not. `flip{P}`:
+# P% of each demonstration set's labels (rounded half up; a nested subset, the 25% set inside the
+# 50% set) replaced by the next label in the task's label order, a fixed derangement; `random`:
+# each demonstration's label drawn uniformly from the labels (Min et al.); `unrelated`: every
+# label, test items' too, replaced by a word unrelated to its class (Wei et al.'s Foo/Bar).
+FLIP_PREFIX = "flip"
+RANDOM_LABELS = "random"
+UNRELATED_LABELS = "unrelated"
+UNRELATED_WORDS = ("foo", "bar", "baz", "qux", "quux", "corge", "grault", "garply", "waldo",
+                   "fred")
+LABEL_SEED = 20230307  # salt of the demonstration relabelling RNG (Wei et al.'s arXiv date)
+LABEL_KINDS = ("remap", "custom")  # task types whose items can carry label variants
 # What a task without a `variants:` list runs: every variant but the null, which is a control
 # that a cell asks for by name.
 DEFAULT_VARIANTS = {kind: [v for v in names if v != NULL_VARIANT] for kind, names in VARIANTS.items()}
@@ -106,6 +120,69 @@ class Item:
     y: str
     group: str = ""
     choices: tuple[str, ...] = ()
+    prior: str = ""  # the label under the task's own semantics (remap: the category name)
+
+
+@dataclass(frozen=True)
+class LabelVariant:
+    """A parsed label variant: `kind` flip | random | unrelated; `fraction` of flipped labels."""
+
+    kind: str
+    fraction: float = 0.0
+
+
+def label_variant(name: str) -> LabelVariant | None:
+    """The label variant named `name` (`flip0`..`flip100`, `random`, `unrelated`), else None."""
+    if name in (RANDOM_LABELS, UNRELATED_LABELS):
+        return LabelVariant(name)
+    match = re.fullmatch(rf"{FLIP_PREFIX}(\d+)", name)
+    if match and int(match.group(1)) <= 100:
+        return LabelVariant(FLIP_PREFIX, int(match.group(1)) / 100)
+    return None
+
+
+def flip_variant(fraction: float) -> str:
+    """The variant name of a flip fraction: 0.25 -> `flip25`."""
+    if not 0 <= fraction <= 1:
+        raise TaskError(f"flip fraction {fraction} must be within [0, 1]")
+    return f"{FLIP_PREFIX}{round(fraction * 100)}"
+
+
+def flip_count(fraction: float, shots: int) -> int:
+    """Demonstrations a flip fraction changes: `fraction * shots` rounded half up."""
+    return math.floor(fraction * shots + 0.5)
+
+
+def known_variant(kind: str, variant: str) -> bool:
+    """Whether a task of type `kind` has `variant` (its own, or a label variant)."""
+    return variant in VARIANTS.get(kind, []) or (
+        kind in LABEL_KINDS and label_variant(variant) is not None)
+
+
+def label_order(items: list[Item]) -> list[str]:
+    """The task's labels in a fixed order (first appearance among the items' choices)."""
+    return list(dict.fromkeys(c for it in items for c in it.choices))
+
+
+def next_label(order: list[str], label: str) -> str:
+    """The flipped label: the next one in `order`, cyclically (a derangement of the labels)."""
+    return order[(order.index(label) + 1) % len(order)]
+
+
+def with_label_variant(items: list[Item], name: str, variant: LabelVariant) -> list[Item]:
+    """Items of a label variant: checked to share one label set; `unrelated` relabels them."""
+    order = label_order(items)
+    if len(order) < 2 or any(set(it.choices) != set(order) for it in items):
+        raise TaskError(f"task {name!r}: label variants need every item to have the same "
+                        f"choices (at least 2); found {len(order)} labels over the items")
+    if variant.kind != UNRELATED_LABELS:
+        return items
+    if len(order) > len(UNRELATED_WORDS):
+        raise TaskError(f"task {name!r}: {len(order)} labels, but only {len(UNRELATED_WORDS)} "
+                        "unrelated words")
+    word = dict(zip(order, UNRELATED_WORDS))
+    return [Item(it.x, word[it.y], it.group, tuple(word[c] for c in it.choices), it.prior)
+            for it in items]
 
 
 @dataclass(frozen=True)
@@ -140,6 +217,10 @@ class Example:
     group: str = ""
     choices: tuple[str, ...] = field(default=())
     relevance: str = "input"  # which tokens are relevant: see `relevant_spans`
+    prior: str = ""  # the test item's label under the task's own semantics
+    flipped: str = ""  # label variants: the test item's flipped label (next in the label order)
+    demo_items: tuple[int, ...] = ()  # the demonstrations' item indices, in prompt order
+    demo_changed: tuple[bool, ...] = ()  # per demonstration: its label is not its item's own
 
     @property
     def prompt(self) -> str:
@@ -155,7 +236,7 @@ class Example:
         return f" {self.y}"
 
     def relevant_spans(self) -> list[tuple[int, int]]:
-        """Character spans in `prompt` of the task's relevant tokens R (seed 000 §3.2).
+        """Character spans in `prompt` of the task's relevant tokens R (docs/methods.md).
 
         `letters`: the test input's letters (copy); `digits`: the test date's digits (date);
         `labels`: the demonstrations' labels (remap); `input`: the whole test input (custom).
@@ -167,13 +248,17 @@ class Example:
         if self.relevance == "digits":
             return [(start + i, start + i + 1) for i, c in enumerate(self.x) if c.isdigit()]
         if self.relevance == "labels":
-            spans, cursor = [], 0
-            for dx, dy in self.demos:
-                cursor += len(f"Input: {dx}\nOutput: ")
-                spans.append((cursor, cursor + len(dy)))
-                cursor += len(dy) + 1
-            return spans
+            return self.label_spans()
         return [(start, start + len(self.x))]
+
+    def label_spans(self) -> list[tuple[int, int]]:
+        """Character spans in `prompt` of each demonstration's label, in demonstration order."""
+        spans, cursor = [], 0
+        for dx, dy in self.demos:
+            cursor += len(f"Input: {dx}\nOutput: ")
+            spans.append((cursor, cursor + len(dy)))
+            cursor += len(dy) + 1
+        return spans
 
 
 def format_prompt(demos: tuple[tuple[str, str], ...], x: str) -> str:
@@ -207,8 +292,9 @@ def date_items(years: tuple[int, int] = DATE_YEARS) -> list[Item]:
 
 def remap_items(variant: str) -> tuple[list[Item], np.ndarray, np.ndarray]:
     """Words of three categories labelled per `variant`; the second half of each list is test."""
-    if variant not in VARIANTS["remap"]:
-        raise TaskError(f"remap: unknown variant {variant!r}; known: {VARIANTS['remap']}")
+    if not known_variant("remap", variant):
+        raise TaskError(f"remap: unknown variant {variant!r}; known: {VARIANTS['remap']} and "
+                        "the label variants flip0..flip100, random, unrelated")
     labels = REMAP_LABELS.get(variant, REMAP_LABELS["semantic"])
     choices = tuple(labels[c] for c in REMAP_WORDS)
     rng = np.random.default_rng(NULL_LABEL_SEED)
@@ -219,7 +305,7 @@ def remap_items(variant: str) -> tuple[list[Item], np.ndarray, np.ndarray]:
             (demo if j < cut else test).append(len(items))
             label = (str(rng.choice(choices)) if variant == NULL_VARIANT
                      else labels[category])
-            items.append(Item(word, label, category, choices))
+            items.append(Item(word, label, category, choices, category))
     return items, np.array(test), np.array(demo)
 
 
@@ -249,7 +335,9 @@ def load_custom(path: str | Path) -> list[Item]:
             raise TaskError(f"{path}:{number}: 'choices' must be a list of strings")
         if choices and row["output"] not in choices:
             raise TaskError(f"{path}:{number}: output {row['output']!r} is not among its choices")
-        items.append(Item(row["input"], row["output"], "", tuple(choices)))
+        # A classification row's group is its label, so demonstrations are label-balanced.
+        items.append(Item(row["input"], row["output"], row["output"] if choices else "",
+                          tuple(choices), row["output"]))
     if len(items) < 2:
         raise TaskError(f"{path}: a custom task needs at least 2 rows, found {len(items)}")
     return items
@@ -260,15 +348,20 @@ def task_data(name: str, settings: dict, variant: str = "default") -> TaskData:
     kind = settings.get("type", name)
     if kind not in VARIANTS:
         raise TaskError(f"task {name!r}: unknown type {kind!r}; known: {sorted(VARIANTS)}")
-    if variant not in VARIANTS[kind]:
-        raise TaskError(f"task {name!r}: unknown variant {variant!r}; known: {VARIANTS[kind]}")
+    if not known_variant(kind, variant):
+        raise TaskError(f"task {name!r}: unknown variant {variant!r}; known: {VARIANTS[kind]}"
+                        + (" and the label variants flip0..flip100, random, unrelated"
+                           if kind in LABEL_KINDS else ""))
+    labels = label_variant(variant)
     if kind == "remap":
         items, test, demo = remap_items(variant)
-        return TaskData(name, variant, items, test, demo, RELEVANCE[kind])
-    items = {"copy": copy_items, "date": date_items}.get(kind)
-    items = items() if items else load_custom(settings["path"])
-    everything = np.arange(len(items))
-    return TaskData(name, variant, items, everything, everything, RELEVANCE[kind])
+    else:
+        items = {"copy": copy_items, "date": date_items}.get(kind)
+        items = items() if items else load_custom(settings["path"])
+        test = demo = np.arange(len(items))
+    if labels is not None:
+        items = with_label_variant(items, name, labels)
+    return TaskData(name, variant, items, test, demo, RELEVANCE[kind])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -282,7 +375,7 @@ def sample_examples(data: TaskData, n_test: int | None, shots: int, seed: int,
                     demonstrations: str = "per_item") -> list[Example]:
     """Draw `n_test` test items (all if None) and their `shots` demonstrations from the pool.
 
-    `per_item` (seed 003): each test item gets its own draw. `shared` (Dai et al. 2022; Todd et
+    `per_item` (Rong 2021): each test item gets its own draw. `shared` (Dai et al. 2022; Todd et
     al. 2024): one draw, from the pool minus every test item, serves all test items, so their
     prompts share the demonstration prefix. Classification tasks (items with choices and groups)
     get demonstrations balanced across groups, in a random order. The same seed gives the same
@@ -313,16 +406,43 @@ def sample_examples(data: TaskData, n_test: int | None, shots: int, seed: int,
 
     shared = (draw(np.setdiff1d(data.demo_pool, test_ids)) if demonstrations == "shared"
               else None)
+    labels = label_variant(data.variant)
+    order = label_order(data.items) if labels is not None else []
     examples = []
     for item in test_ids:
-        demo_ids = shared if shared is not None else draw(data.demo_pool[data.demo_pool != item])
+        demo_ids = [int(d) for d in (shared if shared is not None
+                                     else draw(data.demo_pool[data.demo_pool != item]))]
+        demo_labels = demonstration_labels(data, demo_ids, seed)
         it = data.items[item]
         examples.append(Example(
             task=data.name, item=int(item), x=it.x, y=it.y,
-            demos=tuple((data.items[d].x, data.items[d].y) for d in demo_ids), shots=shots,
-            seed=seed, variant=data.variant, group=it.group, choices=it.choices,
-            relevance=data.relevance))
+            demos=tuple((data.items[d].x, label) for d, label in zip(demo_ids, demo_labels)),
+            shots=shots, seed=seed, variant=data.variant, group=it.group, choices=it.choices,
+            relevance=data.relevance, prior=it.prior,
+            flipped=next_label(order, it.y) if order else "", demo_items=tuple(demo_ids),
+            demo_changed=tuple(label != data.items[d].y
+                               for d, label in zip(demo_ids, demo_labels))))
     return examples
+
+
+def demonstration_labels(data: TaskData, demo_ids: list[int], seed: int) -> list[str]:
+    """The labels shown for demonstrations `demo_ids`: their own, or per the label variant.
+
+    The relabelling RNG is seeded by the sampling seed and the demonstration ids, so a shared
+    demonstration set gets one relabelling (its prefix stays shared) and every flip fraction
+    changes a prefix of the same random order of positions (nested subsets).
+    """
+    labels = [data.items[d].y for d in demo_ids]
+    variant = label_variant(data.variant)
+    if variant is None or variant.kind == UNRELATED_LABELS:
+        return labels
+    order = label_order(data.items)
+    rng = np.random.default_rng([seed, LABEL_SEED, *demo_ids])
+    if variant.kind == RANDOM_LABELS:
+        return [order[i] for i in rng.integers(len(order), size=len(labels))]
+    for position in rng.permutation(len(labels))[:flip_count(variant.fraction, len(labels))]:
+        labels[position] = next_label(order, labels[position])
+    return labels
 
 
 def balanced_draw(rng: np.random.Generator, pool: np.ndarray, items: list[Item],

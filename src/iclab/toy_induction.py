@@ -380,8 +380,7 @@ def pipeline_analysis(model, runtime, attention_runtime, settings: dict, seed: i
     training (`known`: prefix-matching score past the threshold at the last checkpoint), the
     best rank any of them reaches by each method; found = top 2.
     """
-    from iclab.ablation import (Condition, effects, encoded_importance, evaluate_encoded,
-                                label_conditions)
+    from iclab.ablation import Condition, effects, encoded_importance, evaluate_encoded, label_conditions
     from iclab.attention import attention_feeds, prefix_matching_score
     from iclab.models import head_layout
 

@@ -3,12 +3,11 @@ CSV each (rows keep the layers/seed or model columns that name where they came f
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import pandas as pd
 
 from iclab.io import read_json
-
 
 SUMMARY_FIRST = ["layers", "seed", "jump", "phase_change_step", "largest_drop_nats",
                  "prefix_crossing_step", "final_repeat_score", "final_icl_score",

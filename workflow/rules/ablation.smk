@@ -11,20 +11,20 @@ rule ablation_shard:
         task_files=task_files,
     output:
         f"{ABLATION_DIR}/{{shard}}.parquet",
-    params:
-        task_settings=lambda wc: TASKS[wc.task],
-        cell=ablation_cell,
-        runtime=RUNTIME,
     log:
         f"logs/ablation/{{model}}/{{task}}/{{variant}}/shots{{shots}}_seed{{seed}}/{{shard}}.log",
     benchmark:
         f"results/benchmarks/ablation_shard/{{model}}/{{task}}/{{variant}}/shots{{shots}}_seed{{seed}}/{{shard}}.tsv"
+    conda:
+        "../../envs/inference.yaml"
     threads: RUNTIME["threads"]
     resources:
         mem_mb=6000,
         gpu=USES_GPU,
-    conda:
-        "../../envs/inference.yaml"
+    params:
+        task_settings=lambda wc: TASKS[wc.task],
+        cell=ablation_cell,
+        runtime=RUNTIME,
     script:
         "../../scripts/ablation_shard.py"
 
@@ -40,11 +40,11 @@ rule ablation_effects:
         f"logs/ablation/{{model}}/{{task}}/{{variant}}/shots{{shots}}_seed{{seed}}/effects.log",
     benchmark:
         f"results/benchmarks/ablation_effects/{{model}}/{{task}}/{{variant}}/shots{{shots}}_seed{{seed}}/effects.tsv"
+    conda:
+        "../../envs/analysis.yaml"
     threads: 1
     resources:
         mem_mb=2000,
-    conda:
-        "../../envs/analysis.yaml"
     script:
         "../../scripts/ablation_effects.py"
 
@@ -57,19 +57,19 @@ rule head_importance:
         task_files=task_files,
     output:
         f"{ABLATION_DIR}/importance.parquet",
-    params:
-        task_settings=lambda wc: TASKS[wc.task],
-        cell=ablation_cell,
-        batch=ABLATION["importance_batch"],
     log:
         f"logs/ablation/{{model}}/{{task}}/{{variant}}/shots{{shots}}_seed{{seed}}/importance.log",
     benchmark:
         f"results/benchmarks/head_importance/{{model}}/{{task}}/{{variant}}/shots{{shots}}_seed{{seed}}/importance.tsv"
+    conda:
+        "../../envs/inference.yaml"
     threads: RUNTIME["threads"]
     resources:
         mem_mb=8000,
-    conda:
-        "../../envs/inference.yaml"
+    params:
+        task_settings=lambda wc: TASKS[wc.task],
+        cell=ablation_cell,
+        batch=ABLATION["importance_batch"],
     script:
         "../../scripts/head_importance.py"
 
@@ -84,22 +84,22 @@ rule pruning_curve:
         task_files=task_files,
     output:
         f"{ABLATION_DIR}/pruning.parquet",
+    log:
+        f"logs/ablation/{{model}}/{{task}}/{{variant}}/shots{{shots}}_seed{{seed}}/pruning.log",
+    benchmark:
+        f"results/benchmarks/pruning_curve/{{model}}/{{task}}/{{variant}}/shots{{shots}}_seed{{seed}}/pruning.tsv"
+    conda:
+        "../../envs/inference.yaml"
+    threads: RUNTIME["threads"]
+    resources:
+        mem_mb=6000,
+        gpu=USES_GPU,
     params:
         task_settings=lambda wc: TASKS[wc.task],
         cell=ablation_cell,
         step=ABLATION["pruning_step"],
         random_orders=ABLATION["pruning_random_orders"],
         runtime=RUNTIME,
-    log:
-        f"logs/ablation/{{model}}/{{task}}/{{variant}}/shots{{shots}}_seed{{seed}}/pruning.log",
-    benchmark:
-        f"results/benchmarks/pruning_curve/{{model}}/{{task}}/{{variant}}/shots{{shots}}_seed{{seed}}/pruning.tsv"
-    threads: RUNTIME["threads"]
-    resources:
-        mem_mb=6000,
-        gpu=USES_GPU,
-    conda:
-        "../../envs/inference.yaml"
     script:
         "../../scripts/pruning_curve.py"
 
@@ -126,10 +126,10 @@ rule ablation_tables:
         "logs/ablation_tables.log",
     benchmark:
         "results/benchmarks/ablation_tables/ablation_tables.tsv"
+    conda:
+        "../../envs/analysis.yaml"
     threads: 1
     resources:
         mem_mb=2000,
-    conda:
-        "../../envs/analysis.yaml"
     script:
         "../../scripts/ablation_tables.py"

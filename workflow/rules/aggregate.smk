@@ -10,11 +10,11 @@ rule aggregate_accuracy:
         "logs/aggregate_accuracy.log",
     benchmark:
         "results/benchmarks/aggregate_accuracy/aggregate_accuracy.tsv"
+    conda:
+        "../../envs/analysis.yaml"
     threads: 1
     resources:
         mem_mb=2000,
-    conda:
-        "../../envs/analysis.yaml"
     script:
         "../../scripts/aggregate_accuracy.py"
 
@@ -30,10 +30,10 @@ rule date_errors:
         "logs/date_errors.log",
     benchmark:
         "results/benchmarks/date_errors/date_errors.tsv"
+    conda:
+        "../../envs/analysis.yaml"
     threads: 1
     resources:
         mem_mb=2000,
-    conda:
-        "../../envs/analysis.yaml"
     script:
         "../../scripts/date_errors.py"

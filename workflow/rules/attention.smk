@@ -8,17 +8,17 @@ rule export_attention:
     output:
         onnx="resources/onnx/{model}/attention.onnx",
         parity="resources/onnx/{model}/attention_parity.json",
-    params:
-        export=config["export"],
     log:
         "logs/export_attention/{model}.log",
     benchmark:
         "results/benchmarks/export_attention/{model}.tsv"
+    conda:
+        "../../envs/inference.yaml"
     threads: RUNTIME["threads"]
     resources:
         mem_mb=8000,
-    conda:
-        "../../envs/inference.yaml"
+    params:
+        export=config["export"],
     script:
         "../../scripts/export_attention.py"
 
@@ -34,20 +34,20 @@ rule attention_cell:
     output:
         metrics=f"{ATTENTION_DIR}/metrics.parquet",
         rows=f"{ATTENTION_DIR}/rows.parquet",
-    params:
-        task_settings=lambda wc: TASKS[wc.task],
-        attention=ATTENTION,
-        runtime=RUNTIME,
     log:
         f"logs/attention/{{model}}/{{task}}/{{variant}}/shots{{shots}}_seed{{seed}}.log",
     benchmark:
         f"results/benchmarks/attention_cell/{{model}}/{{task}}/{{variant}}/shots{{shots}}_seed{{seed}}.tsv"
+    conda:
+        "../../envs/inference.yaml"
     threads: RUNTIME["threads"]
     resources:
         mem_mb=6000,
         gpu=USES_GPU,
-    conda:
-        "../../envs/inference.yaml"
+    params:
+        task_settings=lambda wc: TASKS[wc.task],
+        attention=ATTENTION,
+        runtime=RUNTIME,
     script:
         "../../scripts/attention_cell.py"
 
@@ -60,19 +60,19 @@ rule induction_scores:
         parity="resources/onnx/{model}/attention_parity.json",
     output:
         "results/attention/{model}/induction.parquet",
-    params:
-        attention=ATTENTION,
-        runtime=RUNTIME,
     log:
         "logs/attention/{model}/induction.log",
     benchmark:
         "results/benchmarks/induction_scores/{model}/induction.tsv"
+    conda:
+        "../../envs/inference.yaml"
     threads: RUNTIME["threads"]
     resources:
         mem_mb=6000,
         gpu=USES_GPU,
-    conda:
-        "../../envs/inference.yaml"
+    params:
+        attention=ATTENTION,
+        runtime=RUNTIME,
     script:
         "../../scripts/induction_scores.py"
 
@@ -95,10 +95,10 @@ rule attention_tables:
         "logs/attention_tables.log",
     benchmark:
         "results/benchmarks/attention_tables/attention_tables.tsv"
+    conda:
+        "../../envs/analysis.yaml"
     threads: 1
     resources:
         mem_mb=2000,
-    conda:
-        "../../envs/analysis.yaml"
     script:
         "../../scripts/attention_tables.py"

@@ -10,6 +10,8 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from iclab.configcheck import (  # noqa: E402
     ablation_cell_settings,
     check_config,
+    label_task_settings,
+    label_variants,
     task_type,
     task_variants,
 )
@@ -36,8 +38,11 @@ MODELS = {m["name"]: m for m in config["models"]}
 def check_model_sources():
     """Hugging Face models not yet acquired: a missing local directory, or an uncached hub id
     while offline, fails here before any job rather than in acquire_model."""
-    pending = [m for m in MODELS.values() if m["source"] == "hf"
-               and not Path(f"resources/models/{m['name']}/model.json").exists()]
+    pending = [
+        m
+        for m in MODELS.values()
+        if m["source"] == "hf" and not Path(f"resources/models/{m['name']}/model.json").exists()
+    ]
     if pending:
         from iclab.models import hf_source_problem
 
@@ -53,6 +58,7 @@ SEEDS = config["seeds"]
 RUNTIME = config["runtime"]
 USES_GPU = 0 if RUNTIME["provider"] == "cpu" else 1
 
+
 onstart:
     # A real local run fails here, before any job can replace results; a dry run only plans
     # the DAG, so it works on any machine; on a cluster the submit host may have no GPU, so
@@ -66,7 +72,7 @@ onstart:
 wildcard_constraints:
     model="|".join(map(re.escape, MODELS)) if MODELS else "^$",
     task="|".join(TASKS),
-    variant=r"[a-z]+",
+    variant=r"[a-z][a-z0-9]*",
     shots=r"\d+",
     shard=r"baseline|layers\d+-\d+",
     seed=r"\d+",
@@ -84,6 +90,30 @@ def sample_outputs(types=None, suffix=".parquet"):
         for shots in settings["shots"]
         for seed in SEEDS
     ]
+
+
+def label_isolation_outputs(name):
+    """`name` in every label cell's isolation directory (none when isolation is off)."""
+    if not LABELS["isolation"]["enabled"]:
+        return []
+    return [
+        f"results/labels/{model}/{cell['task']}/shots{cell['shots']}_seed{seed}/{name}"
+        for model in MODELS
+        for cell in LABELS["cells"]
+        for seed in SEEDS
+    ]
+
+
+def icl_task_settings(wildcards):
+    """run_icl's task settings: the task's, or for a label cell's variant the labels section's
+    n_test and demonstration mode."""
+    settings = TASKS[wildcards.task]
+    for cell in LABELS["cells"]:
+        if (cell["task"], int(cell["shots"])) == (wildcards.task, int(wildcards.shots)) and (
+            wildcards.variant in label_variants(LABELS)
+        ):
+            return label_task_settings(settings, LABELS)
+    return settings
 
 
 def task_files(wildcards):
@@ -110,10 +140,17 @@ def result_tables():
             "head_flag_counts",
         ]
     if ATTENTION["cells"]:
-        tables += ["attention_metrics", "attention_head_average", "induction_scores",
-                   "attention_vs_ablation", "attention_rows"]
+        tables += [
+            "attention_metrics",
+            "attention_head_average",
+            "induction_scores",
+            "attention_vs_ablation",
+            "attention_rows",
+        ]
     if DUALFORM["cells"]:
         tables += ["dualform_summary", "dualform_layers"]
+    if LABELS["cells"]:
+        tables += ["label_flips", "label_flip_slopes", "label_isolation", "label_auroc"]
     if TOY["enabled"]:
         tables += TOY_TABLES
     return [f"results/tables/{name}.csv" for name in tables]
@@ -123,31 +160,15 @@ def all_outputs():
     outputs = [f"resources/onnx/{model}/parity.json" for model in MODELS]
     if ATTENTION["cells"]:
         outputs += [f"resources/onnx/{model}/attention_parity.json" for model in MODELS]
-    outputs += result_tables() + provenance_outputs() + figure("accuracy_vs_shots")
-    if has_task("copy"):
-        outputs += figure("copy_accuracy")
-    if has_task("date"):
-        outputs += figure("date_error_types") + figure("date_error_by_year")
-    if has_task("remap"):
-        outputs += figure("remap_variants")
-    if ABLATION["cells"]:
-        outputs += figure("ablation_heatmaps") + figure("importance_vs_ablation")
-        outputs += figure("pruning_curves")
-    if ATTENTION["cells"]:
-        outputs += figure("attention_heatmaps") + figure("attention_rows")
-        if ABLATION["cells"]:
-            outputs += figure("attention_vs_ablation")
-    if DUALFORM["cells"]:
-        outputs += figure("dualform_layers") + figure("dualform_accuracy")
-    if TOY["enabled"]:
-        outputs += figure("toy_phase_change") + figure("toy_lsa") + figure("loss_by_token_index")
+    outputs += result_tables() + provenance_outputs() + figure_outputs()
     return outputs
 
 
 def provenance_outputs():
     """The run's provenance table and one `<table>.meta.json` beside every result table."""
     return ["results/tables/provenance.csv"] + [
-        path.removesuffix(".csv") + ".meta.json" for path in result_tables()]
+        path.removesuffix(".csv") + ".meta.json" for path in result_tables()
+    ]
 
 
 def provenance_sources():
@@ -156,6 +177,7 @@ def provenance_sources():
     sources = [f"resources/models/{model}/model.json" for model in MODELS]
     sources += [f"resources/onnx/{model}/parity.json" for model in MODELS]
     sources += sample_outputs(suffix=".meta.json")
+    sources += label_sample_outputs(suffix=".meta.json")
     if ABLATION["cells"]:
         sources += [path for wc in ablation_cells() for path in ablation_shards(wc)]
         sources += [f"{d}/pruning.parquet" for d in cell_dirs("ablation")]
@@ -174,6 +196,18 @@ ABLATION = config["ablation"]
 
 ATTENTION = config["attention"]
 DUALFORM = config["dualform"]
+LABELS = config["labels"]
+
+
+def label_sample_outputs(suffix=".parquet"):
+    """The samples logs of every label cell's variants (flips, random, unrelated), every seed."""
+    return [
+        f"results/samples/{model}/{cell['task']}/{variant}/shots{cell['shots']}_seed{seed}{suffix}"
+        for model in MODELS
+        for cell in LABELS["cells"]
+        for variant in label_variants(LABELS)
+        for seed in SEEDS
+    ]
 
 
 def cell_dirs(section):
@@ -222,8 +256,7 @@ def ablation_shards(wildcards):
     base = f"results/ablation/{wildcards.model}/{wildcards.task}/{wildcards.variant}/shots{wildcards.shots}_seed{wildcards.seed}"
     layers, step = model_layers(wildcards.model), ABLATION["layers_per_shard"]
     return [f"{base}/baseline.parquet"] + [
-        f"{base}/layers{start}-{min(start + step, layers) - 1}.parquet"
-        for start in range(0, layers, step)
+        f"{base}/layers{start}-{min(start + step, layers) - 1}.parquet" for start in range(0, layers, step)
     ]
 
 
@@ -232,9 +265,16 @@ def figure(name):
 
 
 TOY = config["toy"]
-TOY_TABLES = ["toy_induction_training", "toy_induction_prefix", "toy_induction_summary",
-              "toy_induction_heads", "toy_lsa_training", "toy_lsa_summary", "text_icl_score",
-              "loss_by_token_index"]
+TOY_TABLES = [
+    "toy_induction_training",
+    "toy_induction_prefix",
+    "toy_induction_summary",
+    "toy_induction_heads",
+    "toy_lsa_training",
+    "toy_lsa_summary",
+    "text_icl_score",
+    "loss_by_token_index",
+]
 
 
 def toy_settings(family):
@@ -245,13 +285,18 @@ def toy_settings(family):
 def toy_outputs(name):
     """`name` in the result directory of every trained induction toy model (layers x seeds)."""
     induction = TOY["induction"]
-    return [f"results/toy/induction/attn{layers}l_seed{seed}/{name}"
-            for layers in induction["layers"] for seed in induction["seeds"]]
+    return [
+        f"results/toy/induction/attn{layers}l_seed{seed}/{name}"
+        for layers in induction["layers"]
+        for seed in induction["seeds"]
+    ]
 
 
-TOY_REPORT_TABLES = {"toy_induction_summary": "induction toy models",
-                     "toy_lsa_summary": "LSA vs one GD step",
-                     "text_icl_score": "ICL score on text"}
+TOY_REPORT_TABLES = {
+    "toy_induction_summary": "induction toy models",
+    "toy_lsa_summary": "LSA vs one GD step",
+    "text_icl_score": "ICL score on text",
+}
 
 
 def toy_table(name):
@@ -259,5 +304,9 @@ def toy_table(name):
     path = f"results/tables/{name}.csv"
     if name not in TOY_REPORT_TABLES:
         return path
-    return report(path, caption=f"../report/{name}.rst", category="Positive controls",
-                  labels={"table": TOY_REPORT_TABLES[name]})
+    return report(
+        path,
+        caption=f"../report/{name}.rst",
+        category="Positive controls",
+        labels={"table": TOY_REPORT_TABLES[name]},
+    )

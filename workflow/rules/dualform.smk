@@ -11,18 +11,18 @@ rule dualform_cell:
         per_item=f"{DUALFORM_DIR}/items.parquet",
         layers=f"{DUALFORM_DIR}/layers.parquet",
         summary=f"{DUALFORM_DIR}/summary.json",
-    params:
-        task_settings=lambda wc: TASKS[wc.task],
-        dualform=DUALFORM,
     log:
         f"logs/dualform/{{model}}/{{task}}/{{variant}}/shots{{shots}}_seed{{seed}}.log",
     benchmark:
         f"results/benchmarks/dualform_cell/{{model}}/{{task}}/{{variant}}/shots{{shots}}_seed{{seed}}.tsv"
+    conda:
+        "../../envs/inference.yaml"
     threads: RUNTIME["threads"]
     resources:
         mem_mb=8000,
-    conda:
-        "../../envs/inference.yaml"
+    params:
+        task_settings=lambda wc: TASKS[wc.task],
+        dualform=DUALFORM,
     script:
         "../../scripts/dualform_cell.py"
 
@@ -41,10 +41,10 @@ rule dualform_tables:
         "logs/dualform_tables.log",
     benchmark:
         "results/benchmarks/dualform_tables/dualform_tables.tsv"
+    conda:
+        "../../envs/analysis.yaml"
     threads: 1
     resources:
         mem_mb=2000,
-    conda:
-        "../../envs/analysis.yaml"
     script:
         "../../scripts/dualform_tables.py"

@@ -5,17 +5,17 @@ rule export_onnx:
     output:
         onnx="resources/onnx/{model}/model.onnx",
         parity="resources/onnx/{model}/parity.json",
-    params:
-        export=config["export"],
-        runtime=RUNTIME,
     log:
         "logs/export_onnx/{model}.log",
     benchmark:
         "results/benchmarks/export_onnx/{model}.tsv"
+    conda:
+        "../../envs/inference.yaml"
     threads: RUNTIME["threads"]
     resources:
         mem_mb=8000,
-    conda:
-        "../../envs/inference.yaml"
+    params:
+        export=config["export"],
+        runtime=RUNTIME,
     script:
         "../../scripts/export_onnx.py"

@@ -1,355 +1,163 @@
-rule plot_accuracy_vs_shots:
-    """Accuracy vs shots per task and model, Wilson bands, reported GPT-3 numbers as markers."""
-    input:
-        table="results/tables/icl_accuracy.csv",
-    output:
-        png=report(
-            "results/figures/accuracy_vs_shots.png",
-            caption="../report/accuracy_vs_shots.rst",
-            category="ICL accuracy",
-            labels={"figure": "accuracy vs shots"},
-        ),
-        pdf="results/figures/accuracy_vs_shots.pdf",
-    params:
-        kind="accuracy_vs_shots",
-    log:
-        "logs/plots/accuracy_vs_shots.log",
-    benchmark:
-        "results/benchmarks/plot_accuracy_vs_shots/accuracy_vs_shots.tsv"
-    threads: 1
-    resources:
-        mem_mb=2000,
-    conda:
-        "../../envs/analysis.yaml"
-    script:
-        "../../scripts/plot.py"
+# Every figure: one table, one rule per entry (`plot_{name}`). An entry names the result tables
+# its plot function takes (by keyword: function parameter -> table), its report category and
+# label, the library module that draws it, extra keyword options, and whether this config makes it.
+FIGURES = {
+    "accuracy_vs_shots": dict(
+        tables={"table": "icl_accuracy"},
+        category="ICL accuracy",
+        label="accuracy vs shots",
+        enabled=True,
+    ),
+    "copy_accuracy": dict(
+        tables={"table": "icl_accuracy"},
+        category="ICL accuracy",
+        label="copy accuracy",
+        enabled=has_task("copy"),
+    ),
+    "remap_variants": dict(
+        tables={"table": "icl_accuracy"},
+        category="ICL accuracy",
+        label="remap variants",
+        enabled=has_task("remap"),
+    ),
+    "date_error_types": dict(
+        tables={"table": "date_error_types"},
+        category="Date errors",
+        label="date error types",
+        enabled=has_task("date"),
+    ),
+    "date_error_by_year": dict(
+        tables={"table": "date_error_by_year"},
+        category="Date errors",
+        label="date error by year",
+        enabled=has_task("date"),
+    ),
+    "ablation_heatmaps": dict(
+        tables={"effects": "head_effects"},
+        category="Head ablation",
+        label="ablation heatmaps",
+        enabled=bool(ABLATION["cells"]),
+    ),
+    "importance_vs_ablation": dict(
+        tables={
+            "effects": "head_effects",
+            "importance": "head_importance",
+            "correlation": "importance_vs_ablation",
+        },
+        category="Head ablation",
+        label="importance vs ablation",
+        enabled=bool(ABLATION["cells"]),
+    ),
+    "pruning_curves": dict(
+        tables={"pruning": "pruning_curves"},
+        category="Head ablation",
+        label="pruning curves",
+        enabled=bool(ABLATION["cells"]),
+    ),
+    "attention_heatmaps": dict(
+        tables={"metrics": "attention_metrics", "induction": "induction_scores"},
+        category="Attention",
+        label="attention heatmaps",
+        enabled=bool(ATTENTION["cells"]),
+    ),
+    "attention_rows": dict(
+        tables={"rows": "attention_rows"},
+        category="Attention",
+        label="attention rows",
+        enabled=bool(ATTENTION["cells"]),
+    ),
+    "attention_vs_ablation": dict(
+        tables={
+            "metrics": "attention_metrics",
+            "induction": "induction_scores",
+            "effects": "head_effects",
+            "correlation": "attention_vs_ablation",
+        },
+        category="Attention",
+        label="attention vs ablation",
+        enabled=bool(ATTENTION["cells"]) and bool(ABLATION["cells"]),
+    ),
+    "dualform_layers": dict(
+        tables={"layers": "dualform_layers"},
+        category="ICL as finetuning",
+        label="dual-form metrics by layer",
+        enabled=bool(DUALFORM["cells"]),
+    ),
+    "dualform_accuracy": dict(
+        tables={"summary": "dualform_summary"},
+        category="ICL as finetuning",
+        label="ZSL / ICL / FT accuracy",
+        enabled=bool(DUALFORM["cells"]),
+    ),
+    "label_flips": dict(
+        tables={"variants": "label_flips", "slopes": "label_flip_slopes"},
+        category="Demonstrations against priors",
+        label="label flips",
+        enabled=bool(LABELS["cells"]),
+        options={"measure": LABELS["scoring"]},
+    ),
+    "label_isolation": dict(
+        tables={"isolation": "label_isolation", "auroc": "label_auroc"},
+        category="Demonstrations against priors",
+        label="label-word isolation",
+        enabled=bool(LABELS["cells"]) and LABELS["isolation"]["enabled"],
+    ),
+    "toy_phase_change": dict(
+        tables={"training": "toy_induction_training", "summary": "toy_induction_summary"},
+        category="Positive controls",
+        label="induction-head phase change",
+        enabled=TOY["enabled"],
+        library="plots_toy",
+    ),
+    "toy_lsa": dict(
+        tables={"training": "toy_lsa_training", "summary": "toy_lsa_summary"},
+        category="Positive controls",
+        label="LSA vs one GD step",
+        enabled=TOY["enabled"],
+        library="plots_toy",
+    ),
+    "loss_by_token_index": dict(
+        tables={"curves": "loss_by_token_index"},
+        category="Positive controls",
+        label="loss by token index",
+        enabled=TOY["enabled"],
+        library="plots_toy",
+    ),
+}
 
 
-rule plot_copy_accuracy:
-    """Copy-task accuracy vs shots, with the reported GPT-3 points."""
-    input:
-        table="results/tables/icl_accuracy.csv",
-    output:
-        png=report(
-            "results/figures/copy_accuracy.png",
-            caption="../report/copy_accuracy.rst",
-            category="ICL accuracy",
-            labels={"figure": "copy accuracy"},
-        ),
-        pdf="results/figures/copy_accuracy.pdf",
-    params:
-        kind="copy_accuracy",
-    log:
-        "logs/plots/copy_accuracy.log",
-    benchmark:
-        "results/benchmarks/plot_copy_accuracy/copy_accuracy.tsv"
-    threads: 1
-    resources:
-        mem_mb=2000,
-    conda:
-        "../../envs/analysis.yaml"
-    script:
-        "../../scripts/plot.py"
+def figure_outputs():
+    """PNG and PDF of every figure this config makes."""
+    return [path for name, spec in FIGURES.items() if spec["enabled"] for path in figure(name)]
 
 
-rule plot_remap_variants:
-    """Label remapping: semantic vs remapped vs symbol labels, side by side."""
-    input:
-        table="results/tables/icl_accuracy.csv",
-    output:
-        png=report(
-            "results/figures/remap_variants.png",
-            caption="../report/remap_variants.rst",
-            category="ICL accuracy",
-            labels={"figure": "remap variants"},
-        ),
-        pdf="results/figures/remap_variants.pdf",
-    params:
-        kind="remap_variants",
-    log:
-        "logs/plots/remap_variants.log",
-    benchmark:
-        "results/benchmarks/plot_remap_variants/remap_variants.tsv"
-    threads: 1
-    resources:
-        mem_mb=2000,
-    conda:
-        "../../envs/analysis.yaml"
-    script:
-        "../../scripts/plot.py"
+for name, spec in FIGURES.items():
 
-
-rule plot_date_error_types:
-    """Top date error types per shot count."""
-    input:
-        table="results/tables/date_error_types.csv",
-    output:
-        png=report(
-            "results/figures/date_error_types.png",
-            caption="../report/date_error_types.rst",
-            category="Date errors",
-            labels={"figure": "date error types"},
-        ),
-        pdf="results/figures/date_error_types.pdf",
-    params:
-        kind="date_error_types",
-    log:
-        "logs/plots/date_error_types.log",
-    benchmark:
-        "results/benchmarks/plot_date_error_types/date_error_types.tsv"
-    threads: 1
-    resources:
-        mem_mb=2000,
-    conda:
-        "../../envs/analysis.yaml"
-    script:
-        "../../scripts/plot.py"
-
-
-rule plot_date_error_by_year:
-    """Date error rate by test year."""
-    input:
-        table="results/tables/date_error_by_year.csv",
-    output:
-        png=report(
-            "results/figures/date_error_by_year.png",
-            caption="../report/date_error_by_year.rst",
-            category="Date errors",
-            labels={"figure": "date error by year"},
-        ),
-        pdf="results/figures/date_error_by_year.pdf",
-    params:
-        kind="date_error_by_year",
-    log:
-        "logs/plots/date_error_by_year.log",
-    benchmark:
-        "results/benchmarks/plot_date_error_by_year/date_error_by_year.tsv"
-    threads: 1
-    resources:
-        mem_mb=2000,
-    conda:
-        "../../envs/analysis.yaml"
-    script:
-        "../../scripts/plot.py"
-
-
-rule plot_ablation_heatmaps:
-    """Layer x head heatmaps of the exact single-head ablation effects."""
-    input:
-        effects="results/tables/head_effects.csv",
-    output:
-        png=report(
-            "results/figures/ablation_heatmaps.png",
-            caption="../report/ablation_heatmaps.rst",
-            category="Head ablation",
-            labels={"figure": "ablation heatmaps"},
-        ),
-        pdf="results/figures/ablation_heatmaps.pdf",
-    params:
-        kind="ablation_heatmaps",
-    log:
-        "logs/plots/ablation_heatmaps.log",
-    benchmark:
-        "results/benchmarks/plot_ablation_heatmaps/ablation_heatmaps.tsv"
-    threads: 1
-    resources:
-        mem_mb=2000,
-    conda:
-        "../../envs/analysis.yaml"
-    script:
-        "../../scripts/plot.py"
-
-
-rule plot_importance_vs_ablation:
-    """Gradient importance against the exact ablation effect."""
-    input:
-        effects="results/tables/head_effects.csv",
-        importance="results/tables/head_importance.csv",
-        correlation="results/tables/importance_vs_ablation.csv",
-    output:
-        png=report(
-            "results/figures/importance_vs_ablation.png",
-            caption="../report/importance_vs_ablation.rst",
-            category="Head ablation",
-            labels={"figure": "importance vs ablation"},
-        ),
-        pdf="results/figures/importance_vs_ablation.pdf",
-    params:
-        kind="importance_vs_ablation",
-    log:
-        "logs/plots/importance_vs_ablation.log",
-    benchmark:
-        "results/benchmarks/plot_importance_vs_ablation/importance_vs_ablation.tsv"
-    threads: 1
-    resources:
-        mem_mb=2000,
-    conda:
-        "../../envs/analysis.yaml"
-    script:
-        "../../scripts/plot.py"
-
-
-rule plot_pruning_curves:
-    """Accuracy as heads are pruned by importance and at random."""
-    input:
-        pruning="results/tables/pruning_curves.csv",
-    output:
-        png=report(
-            "results/figures/pruning_curves.png",
-            caption="../report/pruning_curves.rst",
-            category="Head ablation",
-            labels={"figure": "pruning curves"},
-        ),
-        pdf="results/figures/pruning_curves.pdf",
-    params:
-        kind="pruning_curves",
-    log:
-        "logs/plots/pruning_curves.log",
-    benchmark:
-        "results/benchmarks/plot_pruning_curves/pruning_curves.tsv"
-    threads: 1
-    resources:
-        mem_mb=2000,
-    conda:
-        "../../envs/analysis.yaml"
-    script:
-        "../../scripts/plot.py"
-
-
-rule plot_attention_heatmaps:
-    """Layer x head heatmaps of AQ, entropy, focus and induction scores."""
-    input:
-        metrics="results/tables/attention_metrics.csv",
-        induction="results/tables/induction_scores.csv",
-    output:
-        png=report(
-            "results/figures/attention_heatmaps.png",
-            caption="../report/attention_heatmaps.rst",
-            category="Attention",
-            labels={"figure": "attention heatmaps"},
-        ),
-        pdf="results/figures/attention_heatmaps.pdf",
-    params:
-        kind="attention_heatmaps",
-    log:
-        "logs/plots/attention_heatmaps.log",
-    benchmark:
-        "results/benchmarks/plot_attention_heatmaps/attention_heatmaps.tsv"
-    threads: 1
-    resources:
-        mem_mb=2000,
-    conda:
-        "../../envs/analysis.yaml"
-    script:
-        "../../scripts/plot.py"
-
-
-rule plot_attention_rows:
-    """Example attention rows of the top heads over the prompt tokens."""
-    input:
-        rows="results/tables/attention_rows.csv",
-    output:
-        png=report(
-            "results/figures/attention_rows.png",
-            caption="../report/attention_rows.rst",
-            category="Attention",
-            labels={"figure": "attention rows"},
-        ),
-        pdf="results/figures/attention_rows.pdf",
-    params:
-        kind="attention_rows",
-    log:
-        "logs/plots/attention_rows.log",
-    benchmark:
-        "results/benchmarks/plot_attention_rows/attention_rows.tsv"
-    threads: 1
-    resources:
-        mem_mb=2000,
-    conda:
-        "../../envs/analysis.yaml"
-    script:
-        "../../scripts/plot.py"
-
-
-rule plot_attention_vs_ablation:
-    """Attention metrics and induction scores against ablation effects."""
-    input:
-        metrics="results/tables/attention_metrics.csv",
-        induction="results/tables/induction_scores.csv",
-        effects="results/tables/head_effects.csv",
-        correlation="results/tables/attention_vs_ablation.csv",
-    output:
-        png=report(
-            "results/figures/attention_vs_ablation.png",
-            caption="../report/attention_vs_ablation.rst",
-            category="Attention",
-            labels={"figure": "attention vs ablation"},
-        ),
-        pdf="results/figures/attention_vs_ablation.pdf",
-    params:
-        kind="attention_vs_ablation",
-    log:
-        "logs/plots/attention_vs_ablation.log",
-    benchmark:
-        "results/benchmarks/plot_attention_vs_ablation/attention_vs_ablation.tsv"
-    threads: 1
-    resources:
-        mem_mb=2000,
-    conda:
-        "../../envs/analysis.yaml"
-    script:
-        "../../scripts/plot.py"
-
-
-rule plot_dualform_layers:
-    """SimAOU, SimAM and Kendall by layer with controls."""
-    input:
-        layers="results/tables/dualform_layers.csv",
-    output:
-        png=report(
-            "results/figures/dualform_layers.png",
-            caption="../report/dualform_layers.rst",
-            category="ICL as finetuning",
-            labels={"figure": "dual-form metrics by layer"},
-        ),
-        pdf="results/figures/dualform_layers.pdf",
-    params:
-        kind="dualform_layers",
-    log:
-        "logs/plots/dualform_layers.log",
-    benchmark:
-        "results/benchmarks/plot_dualform_layers/dualform_layers.tsv"
-    threads: 1
-    resources:
-        mem_mb=2000,
-    conda:
-        "../../envs/analysis.yaml"
-    script:
-        "../../scripts/plot.py"
-
-
-rule plot_dualform_accuracy:
-    """Accuracy of ZSL, ICL and FT for the model and the control."""
-    input:
-        summary="results/tables/dualform_summary.csv",
-    output:
-        png=report(
-            "results/figures/dualform_accuracy.png",
-            caption="../report/dualform_accuracy.rst",
-            category="ICL as finetuning",
-            labels={"figure": "ZSL / ICL / FT accuracy"},
-        ),
-        pdf="results/figures/dualform_accuracy.pdf",
-    params:
-        kind="dualform_accuracy",
-    log:
-        "logs/plots/dualform_accuracy.log",
-    benchmark:
-        "results/benchmarks/plot_dualform_accuracy/dualform_accuracy.tsv"
-    threads: 1
-    resources:
-        mem_mb=2000,
-    conda:
-        "../../envs/analysis.yaml"
-    script:
-        "../../scripts/plot.py"
+    rule:
+        name:
+            f"plot_{name}"
+        input:
+            **{key: f"results/tables/{table}.csv" for key, table in spec["tables"].items()},
+        output:
+            png=report(
+                f"results/figures/{name}.png",
+                caption=f"../report/{name}.rst",
+                category=spec["category"],
+                labels={"figure": spec["label"]},
+            ),
+            pdf=f"results/figures/{name}.pdf",
+        log:
+            f"logs/plots/{name}.log",
+        benchmark:
+            f"results/benchmarks/plot_{name}/{name}.tsv"
+        conda:
+            "../../envs/analysis.yaml"
+        threads: 1
+        resources:
+            mem_mb=2000,
+        params:
+            kind=name,
+            module=spec.get("library", "plots"),
+            options=spec.get("options", {}),
+        script:
+            "../../scripts/plot.py"

@@ -8,18 +8,18 @@ rule run_icl:
     output:
         samples="results/samples/{model}/{task}/{variant}/shots{shots}_seed{seed}.parquet",
         meta="results/samples/{model}/{task}/{variant}/shots{shots}_seed{seed}.meta.json",
-    params:
-        task_settings=lambda wc: TASKS[wc.task],
-        runtime=RUNTIME,
     log:
         "logs/run_icl/{model}/{task}/{variant}/shots{shots}_seed{seed}.log",
     benchmark:
         "results/benchmarks/run_icl/{model}/{task}/{variant}/shots{shots}_seed{seed}.tsv"
+    conda:
+        "../../envs/inference.yaml"
     threads: RUNTIME["threads"]
     resources:
         mem_mb=6000,
         gpu=USES_GPU,
-    conda:
-        "../../envs/inference.yaml"
+    params:
+        task_settings=icl_task_settings,
+        runtime=RUNTIME,
     script:
         "../../scripts/run_icl.py"

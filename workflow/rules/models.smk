@@ -2,16 +2,16 @@ checkpoint acquire_model:
     """Fetch a model from its declared source; save safetensors, tokenizer and a card."""
     output:
         card="resources/models/{model}/model.json",
-    params:
-        spec=lambda wc: MODELS[wc.model],
     log:
         "logs/acquire_model/{model}.log",
     benchmark:
         "results/benchmarks/acquire_model/{model}.tsv"
+    conda:
+        "../../envs/models.yaml"
     threads: 2
     resources:
         mem_mb=6000,
-    conda:
-        "../../envs/models.yaml"
+    params:
+        spec=lambda wc: MODELS[wc.model],
     script:
         "../../scripts/acquire_model.py"

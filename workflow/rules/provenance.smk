@@ -15,10 +15,10 @@ rule provenance:
         "logs/provenance.log",
     benchmark:
         "results/benchmarks/provenance/provenance.tsv"
+    conda:
+        "../../envs/analysis.yaml"
     threads: 1
     resources:
         mem_mb=2000,
-    conda:
-        "../../envs/analysis.yaml"
     script:
         "../../scripts/provenance.py"

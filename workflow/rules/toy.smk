@@ -14,17 +14,17 @@ rule toy_induction_train:
         prefix=f"{TOY_DIR}/prefix_matching.parquet",
         loss=f"{TOY_DIR}/loss_by_index.parquet",
         summary=f"{TOY_DIR}/summary.json",
-    params:
-        settings=toy_settings("induction"),
     log:
         "logs/toy/induction/attn{layers}l_seed{seed}/train.log",
     benchmark:
         "results/benchmarks/toy_induction_train/attn{layers}l_seed{seed}.tsv"
+    conda:
+        "../../envs/inference.yaml"
     threads: 1
     resources:
         mem_mb=2000,
-    conda:
-        "../../envs/inference.yaml"
+    params:
+        settings=toy_settings("induction"),
     script:
         "../../scripts/toy_induction_train.py"
 
@@ -40,20 +40,20 @@ rule toy_induction_analysis:
         attention_onnx=f"{TOY_MODEL}/attention.onnx",
         heads=f"{TOY_DIR}/heads.parquet",
         verdict=f"{TOY_DIR}/positive_control.json",
-    params:
-        settings=toy_settings("induction"),
-        runtime=RUNTIME,
-        tolerance=config["export"]["parity_tolerance"],
     log:
         "logs/toy/induction/attn{layers}l_seed{seed}/analysis.log",
     benchmark:
         "results/benchmarks/toy_induction_analysis/attn{layers}l_seed{seed}.tsv"
+    conda:
+        "../../envs/inference.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         gpu=USES_GPU,
-    conda:
-        "../../envs/inference.yaml"
+    params:
+        settings=toy_settings("induction"),
+        runtime=RUNTIME,
+        tolerance=config["export"]["parity_tolerance"],
     script:
         "../../scripts/toy_induction_analysis.py"
 
@@ -64,17 +64,17 @@ rule toy_lsa:
     output:
         training="results/toy/lsa/seed{seed}/training.parquet",
         summary="results/toy/lsa/seed{seed}/summary.parquet",
-    params:
-        settings=toy_settings("lsa"),
     log:
         "logs/toy/lsa/seed{seed}.log",
     benchmark:
         "results/benchmarks/toy_lsa/seed{seed}.tsv"
+    conda:
+        "../../envs/inference.yaml"
     threads: 1
     resources:
         mem_mb=2000,
-    conda:
-        "../../envs/inference.yaml"
+    params:
+        settings=toy_settings("lsa"),
     script:
         "../../scripts/toy_lsa.py"
 
@@ -88,19 +88,19 @@ rule text_icl_score:
     output:
         curve="results/text_icl/{model}/loss_by_index.parquet",
         summary="results/text_icl/{model}/summary.json",
-    params:
-        settings=TOY["text_icl"],
-        runtime=RUNTIME,
     log:
         "logs/text_icl/{model}.log",
     benchmark:
         "results/benchmarks/text_icl_score/{model}.tsv"
+    conda:
+        "../../envs/inference.yaml"
     threads: RUNTIME["threads"]
     resources:
         mem_mb=6000,
         gpu=USES_GPU,
-    conda:
-        "../../envs/inference.yaml"
+    params:
+        settings=TOY["text_icl"],
+        runtime=RUNTIME,
     script:
         "../../scripts/text_icl_score.py"
 
@@ -124,49 +124,10 @@ rule toy_tables:
         "logs/toy_tables.log",
     benchmark:
         "results/benchmarks/toy_tables/toy_tables.tsv"
+    conda:
+        "../../envs/analysis.yaml"
     threads: 1
     resources:
         mem_mb=2000,
-    conda:
-        "../../envs/analysis.yaml"
     script:
         "../../scripts/toy_tables.py"
-
-
-# Figures of the positive controls: one table, one rule per entry.
-TOY_FIGURES = {
-    "toy_phase_change": (["toy_induction_training", "toy_induction_summary"],
-                         "induction-head phase change"),
-    "toy_lsa": (["toy_lsa_training", "toy_lsa_summary"], "LSA vs one GD step"),
-    "loss_by_token_index": (["loss_by_token_index"], "loss by token index"),
-}
-
-for kind, (tables, label) in TOY_FIGURES.items():
-
-    rule:
-        name:
-            f"plot_{kind}"
-        input:
-            [f"results/tables/{table}.csv" for table in tables],
-        output:
-            png=report(
-                f"results/figures/{kind}.png",
-                caption=f"../report/{kind}.rst",
-                category="Positive controls",
-                labels={"figure": label},
-            ),
-            pdf=f"results/figures/{kind}.pdf",
-        params:
-            kind=kind,
-            module="plots_toy",
-        log:
-            f"logs/plots/{kind}.log",
-        benchmark:
-            f"results/benchmarks/plot_{kind}/{kind}.tsv"
-        threads: 1
-        resources:
-            mem_mb=2000,
-        conda:
-            "../../envs/analysis.yaml"
-        script:
-            "../../scripts/plot.py"

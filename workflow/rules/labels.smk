@@ -1,0 +1,47 @@
+rule label_tables:
+    """Label flips, random and unrelated labels: accuracy, flipped- and prior-label rates per
+    variant, slopes over the flipped fraction and the below-chance test per cell."""
+    input:
+        samples=label_sample_outputs(),
+        isolation=label_isolation_outputs("isolation.parquet"),
+        attention=label_isolation_outputs("label_attention.parquet"),
+    output:
+        variants="results/tables/label_flips.csv",
+        slopes="results/tables/label_flip_slopes.csv",
+        isolation="results/tables/label_isolation.csv",
+        auroc="results/tables/label_auroc.csv",
+    log:
+        "logs/label_tables.log",
+    benchmark:
+        "results/benchmarks/label_tables/label_tables.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    script:
+        "../../scripts/label_tables.py"
+
+
+rule label_isolation:
+    """Label-word isolation on one label cell's gold demonstrations (Wang et al. 2023)."""
+    input:
+        card="resources/models/{model}/model.json",
+        task_files=task_files,
+    output:
+        predictions="results/labels/{model}/{task}/shots{shots}_seed{seed}/isolation.parquet",
+        attention="results/labels/{model}/{task}/shots{shots}_seed{seed}/label_attention.parquet",
+    log:
+        "logs/label_isolation/{model}/{task}/shots{shots}_seed{seed}.log",
+    benchmark:
+        "results/benchmarks/label_isolation/{model}/{task}/shots{shots}_seed{seed}.tsv"
+    conda:
+        "../../envs/inference.yaml"
+    threads: RUNTIME["threads"]
+    resources:
+        mem_mb=4000,
+    params:
+        task_settings=lambda wc: label_task_settings(TASKS[wc.task], LABELS),
+        isolation=LABELS["isolation"],
+    script:
+        "../../scripts/label_isolation.py"
