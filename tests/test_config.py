@@ -76,6 +76,15 @@ def test_shots_larger_than_pool():
         check_config(config)
 
 
+def assert_config_error(section: str, value: dict, message: str) -> None:
+    """test.yaml with `section` replaced by `value` passes the schema but fails `check_config`."""
+    config = load()
+    config[section] = value
+    validate(config, SCHEMA, set_default=True)
+    with pytest.raises(ConfigError, match=message):
+        check_config(config)
+
+
 @pytest.mark.parametrize("tasks,message", [
     ({"translate": {}}, "tasks.translate: unknown task 'translate'"),
     ({"remap": {"variants": ["colours"]}}, r"tasks.remap.variants: unknown variant\(s\) \['colours'\]"),
@@ -84,11 +93,7 @@ def test_shots_larger_than_pool():
     ({"remap": {"shots": [163]}}, r"tasks.remap.shots: \[163\] larger than the demonstration pool \(162"),
 ])
 def test_task_checks(tasks, message):
-    config = load()
-    config["tasks"] = tasks
-    validate(config, SCHEMA, set_default=True)
-    with pytest.raises(ConfigError, match=message):
-        check_config(config)
+    assert_config_error("tasks", tasks, message)
 
 
 @pytest.mark.parametrize("dualform,message", [
@@ -97,11 +102,7 @@ def test_task_checks(tasks, message):
      "exceed the demonstration pool"),
 ])
 def test_dualform_checks(dualform, message):
-    config = load()
-    config["dualform"] = dualform
-    validate(config, SCHEMA, set_default=True)
-    with pytest.raises(ConfigError, match=message):
-        check_config(config)
+    assert_config_error("dualform", dualform, message)
 
 
 @pytest.mark.parametrize("labels,message", [
@@ -112,11 +113,7 @@ def test_dualform_checks(dualform, message):
     ({"cells": [{"task": "remap", "shots": 200}]}, "larger than the demonstration pool"),
 ])
 def test_label_checks(labels, message):
-    config = load()
-    config["labels"] = labels
-    validate(config, SCHEMA, set_default=True)
-    with pytest.raises(ConfigError, match=message):
-        check_config(config)
+    assert_config_error("labels", labels, message)
 
 
 def test_label_variants_are_known_variants_of_classification_tasks():
