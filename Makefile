@@ -15,7 +15,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[all,test]'
 	touch $(STAMP)
 
 ## run: the whole pipeline on $(CONFIG), then the HTML report (results/report.html)
@@ -35,7 +35,7 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"
 
-## test-slurm: config/test.yaml via sbatch on a one-node SLURM cluster on localhost vs a local run (root, Debian)
+## test-slurm: part of config/test.yaml's DAG via sbatch on a one-node SLURM cluster on localhost vs a local run (root, Debian)
 test-slurm: $(STAMP)
 	ICLAB_SLURM_PYTHON=$(BIN)/python bash tests/slurm/run_slurm_test.sh
 

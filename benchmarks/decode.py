@@ -22,7 +22,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import save  # noqa: E402
 
-from iclab.cells import saved_model_info  # noqa: E402
+from iclab.models import saved_model_info  # noqa: E402
 from iclab.runtime import create_runtime, length_sorted_batches  # noqa: E402
 from iclab.scoring import (  # noqa: E402
     STOP,

@@ -6,7 +6,7 @@ log = route_to_log(sm)
 
 import pandas as pd
 
-from iclab.ablation import effects, item_ids
+from iclab.ablation_tables import effects, item_ids
 from iclab.io import write_table
 
 results = pd.concat([pd.read_parquet(path) for path in sm.input.shards], ignore_index=True)

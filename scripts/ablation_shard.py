@@ -5,8 +5,8 @@ sm = snakemake  # noqa: F821 (provided by Snakemake)
 log = route_to_log(sm)
 
 from iclab.ablation import Condition, cell_halves, layer_conditions, sweep
-from iclab.cells import saved_model_info
 from iclab.io import write_table
+from iclab.models import saved_model_info
 from iclab.runtime import create_runtime
 
 wc, runtime_cfg = sm.wildcards, sm.params.runtime

@@ -7,7 +7,7 @@ log = route_to_log(sm)
 
 import pandas as pd
 
-from iclab.ablation import check_item_split, flag_counts, importance_vs_effects
+from iclab.ablation_tables import check_item_split, flag_counts, importance_vs_effects
 from iclab.cells import read_cell_table
 from iclab.io import write_table
 

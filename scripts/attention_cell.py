@@ -7,9 +7,11 @@ log = route_to_log(sm)
 
 import pandas as pd
 
-from iclab.attention import head_metrics, prompt_attention
-from iclab.cells import cell_examples, saved_model_info
+from iclab.attention import prompt_attention
+from iclab.attention_metrics import head_metrics
+from iclab.cells import cell_examples
 from iclab.io import write_table
+from iclab.models import saved_model_info
 from iclab.runtime import create_runtime
 
 wc, settings, runtime_cfg = sm.wildcards, sm.params.attention, sm.params.runtime

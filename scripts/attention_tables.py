@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from iclab.attention import HEAD_METRICS, metrics_vs_effects
+from iclab.attention_metrics import HEAD_METRICS
+from iclab.attention_tables import metrics_vs_effects
 from iclab.cells import CELL_KEYS, read_cell_table
 from iclab.io import write_table
 

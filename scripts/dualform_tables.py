@@ -8,7 +8,7 @@ log = route_to_log(sm)
 import pandas as pd
 
 from iclab.cells import CELL_KEYS, cell_tags, read_cell_table
-from iclab.dualform import layer_table, summary_table
+from iclab.dualform_tables import layer_table, summary_table
 from iclab.io import read_json, write_table
 
 items = pd.concat([read_cell_table(p) for p in sm.input.per_item], ignore_index=True)

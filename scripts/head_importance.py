@@ -10,7 +10,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from iclab.ablation import cell_halves, gradient_importance, item_ids, normalize_per_layer
+from iclab.ablation import cell_halves, gradient_importance, normalize_per_layer
+from iclab.ablation_tables import item_ids
 from iclab.io import write_table
 from iclab.models import head_layout, load_saved
 

@@ -6,9 +6,10 @@ log = route_to_log(sm)
 
 import pandas as pd
 
-from iclab.attention import attention_feeds, induction_sequences, prefix_matching_score
-from iclab.cells import saved_model_info
+from iclab.attention import attention_feeds
+from iclab.attention_metrics import induction_sequences, prefix_matching_score
 from iclab.io import write_table
+from iclab.models import saved_model_info
 from iclab.runtime import create_runtime
 from iclab.scoring import pad_token_id
 

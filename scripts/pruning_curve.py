@@ -8,17 +8,11 @@ log = route_to_log(sm)
 import numpy as np
 import pandas as pd
 
-from iclab.ablation import (
-                            cell_halves,
-                            evaluate_masks,
-                            importance_order,
-                            item_ids,
-                            pruning_masks,
-                            random_order,
-)
-from iclab.cells import saved_model_info
+from iclab.ablation import cell_halves, evaluate_masks, importance_order, pruning_masks, random_order
+from iclab.ablation_tables import item_ids
 from iclab.io import write_table
 from iclab.metrics import wilson_interval
+from iclab.models import saved_model_info
 from iclab.runtime import create_runtime
 
 wc, runtime_cfg = sm.wildcards, sm.params.runtime

@@ -4,9 +4,10 @@ from iclab.rulelog import route_to_log
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 log = route_to_log(sm)
 
-from iclab.cells import cell_examples, saved_model_info
+from iclab.cells import cell_examples
 from iclab.io import read_json, write_json, write_table
 from iclab.metrics import CHOICE_SCORINGS
+from iclab.models import saved_model_info
 from iclab.provenance import config_hash, machine, package_versions
 from iclab.runtime import create_runtime
 from iclab.scoring import score_examples

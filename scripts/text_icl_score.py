@@ -5,8 +5,8 @@ from iclab.rulelog import route_to_log
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 log = route_to_log(sm)
 
-from iclab.cells import saved_model_info
 from iclab.io import write_json, write_table
+from iclab.models import saved_model_info
 from iclab.runtime import create_runtime
 from iclab.scoring import pad_token_id
 from iclab.text_icl import icl_score, loss_curve, text_windows, token_index_losses

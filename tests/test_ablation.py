@@ -14,19 +14,16 @@ import torch
 from iclab.ablation import (
     Condition,
     cell_halves,
-    check_item_split,
-    effects,
     evaluate_masks,
     gradient_importance,
     importance_order,
-    item_ids,
     layer_conditions,
     normalize_per_layer,
     pruning_masks,
     random_order,
-    sign_flip_pvalues,
     sweep,
 )
+from iclab.ablation_tables import check_item_split, effects, item_ids, sign_flip_pvalues
 from iclab.cells import cell_examples
 from iclab.export import TargetLogProbs
 from iclab.models import HeadLayout, head_layout

@@ -9,13 +9,12 @@ import math
 import numpy as np
 import pytest
 
-from iclab.attention import (
+from iclab.attention import attention_feeds, export_attention_onnx, torch_attention
+from iclab.attention_metrics import (
     HEAD_METRICS,
     attention_entropy,
-    attention_feeds,
     attention_focus,
     attention_quality,
-    export_attention_onnx,
     first_token_share,
     head_metrics,
     induction_sequences,
@@ -23,7 +22,6 @@ from iclab.attention import (
     prefix_matching_score,
     random_token_mask,
     relevant_token_mask,
-    torch_attention,
     uniform_baselines,
 )
 from iclab.runtime import create_runtime

@@ -14,7 +14,6 @@ from scipy.stats import kendalltau
 from iclab.dualform import (
     DemoSet,
     TrainingTrace,
-    applicability,
     choice_scores,
     compare_settings,
     cosine,
@@ -23,19 +22,22 @@ from iclab.dualform import (
     derangement,
     dual_form,
     finetune_kv,
-    interval_summary,
     kendall_tau,
-    layer_table,
     linear_attention,
     read_prompts,
-    rec2ftp,
     shuffle_labels,
     sim_am,
     split_cell,
-    summary_table,
     uniform_update_similarity,
     update,
     zero_shot_prompt,
+)
+from iclab.dualform_tables import (
+    applicability,
+    interval_summary,
+    layer_table,
+    rec2ftp,
+    summary_table,
 )
 from iclab.scoring import encode
 from iclab.tasks import task_data

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 import torch
 
-from iclab.isolation import auroc_table, isolate, isolation_rows, isolation_table, keys_blocked
+from iclab.isolation import isolate, isolation_rows, keys_blocked
+from iclab.labels import auroc_table, isolation_table
 from iclab.models import char_tokenizer, random_model
 from iclab.tasks import build_examples
 

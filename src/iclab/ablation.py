@@ -13,8 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from iclab.cells import CELL_KEYS, cell_examples
-from iclab.metrics import bootstrap_difference
+from iclab.cells import cell_examples
 from iclab.models import HeadLayout
 from iclab.runtime import Runtime
 from iclab.scoring import Encoded, encode, pad_token_id, teacher_forced
@@ -101,99 +100,6 @@ def label_conditions(frame: pd.DataFrame, conditions: Sequence[Condition]) -> pd
     return frame.drop(columns="mask")
 
 
-def effects(results: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
-    """Δaccuracy and Δmean gold log-prob of each condition vs baseline, paired by item, with
-    bootstrap intervals and Benjamini–Hochberg q-values over all the cell's ablations (heads and
-    layers) for both: Δaccuracy by the exact McNemar test, Δlog-prob by a sign-flip test.
-
-    `hurts`/`helps` flag exact-match accuracy (the headline metric) where q < `alpha`.
-    `hurts_logprob`/`helps_logprob` flag the log-prob shift: zeroing almost any head moves every
-    log-prob of a deterministic model consistently, so those flags say a head matters to the
-    output distribution, not that it serves the task (the random-label null shows the gap).
-    """
-    from statsmodels.stats.multitest import multipletests
-
-    base = results[results["kind"] == "baseline"].set_index("item")
-    rows, differences, flips = [], [], []
-    for (name, kind, layer, head), frame in results[results["kind"] != "baseline"].groupby(
-            ["condition", "kind", "layer", "head"], sort=False):
-        frame = frame.set_index("item").loc[base.index]
-        d_acc, acc_low, acc_high = bootstrap_difference(frame["correct"], base["correct"],
-                                                        1 - alpha)
-        d_lp, lp_low, lp_high = bootstrap_difference(frame["gold_logprob"],
-                                                     base["gold_logprob"], 1 - alpha)
-        differences.append(frame["gold_logprob"].to_numpy() - base["gold_logprob"].to_numpy())
-        flips.append(frame["correct"].to_numpy(int) - base["correct"].to_numpy(int))
-        rows.append({"condition": name, "kind": kind, "layer": layer, "head": head,
-                     "n": len(frame), "accuracy": float(frame["correct"].mean()),
-                     "baseline_accuracy": float(base["correct"].mean()),
-                     "delta_accuracy": d_acc, "delta_accuracy_low": acc_low,
-                     "delta_accuracy_high": acc_high, "delta_logprob": d_lp,
-                     "delta_logprob_low": lp_low, "delta_logprob_high": lp_high})
-    table = pd.DataFrame(rows)
-    table["p_accuracy"] = [mcnemar_exact(d) for d in flips]
-    table["q_accuracy"] = multipletests(table["p_accuracy"], alpha, method="fdr_bh")[1]
-    table["p_logprob"] = sign_flip_pvalues(np.stack(differences, axis=1))
-    table["q_logprob"] = multipletests(table["p_logprob"], alpha, method="fdr_bh")[1]
-    for metric, suffix in (("accuracy", ""), ("logprob", "_logprob")):
-        significant = table[f"q_{metric}"] < alpha
-        table[f"hurts{suffix}"] = significant & (table[f"delta_{metric}"] < 0)
-        table[f"helps{suffix}"] = significant & (table[f"delta_{metric}"] > 0)
-    return table
-
-
-def flag_counts(effects: pd.DataFrame, keys: Sequence[str] = tuple(CELL_KEYS)) -> pd.DataFrame:
-    """Per cell: how many ablations were flagged (BH q < 0.05) by exact match and by log-prob,
-    with n; a `null` cell (random labels, no mapping to serve) shows the false-flag rate."""
-    from iclab.tasks import NULL_VARIANT
-
-    counted = effects.assign(
-        accuracy_flags=effects["hurts"] | effects["helps"],
-        logprob_flags=effects["hurts_logprob"] | effects["helps_logprob"])
-    table = counted.groupby(list(keys), sort=True).agg(
-        n=("n", "first"), ablations=("condition", "size"), hurts=("hurts", "sum"),
-        helps=("helps", "sum"), flagged=("accuracy_flags", "sum"),
-        hurts_logprob=("hurts_logprob", "sum"), helps_logprob=("helps_logprob", "sum"),
-        flagged_logprob=("logprob_flags", "sum")).reset_index()
-    table["null"] = table["variant"] == NULL_VARIANT
-    return table
-
-
-def mcnemar_exact(flips: np.ndarray) -> float:
-    """Two-sided exact McNemar p-value of paired exact-match changes `flips[item]` in {-1, 0, 1}
-    (ablated minus baseline): a binomial test of the discordant pairs' signs at 1/2."""
-    from scipy.stats import binomtest
-
-    lost, gained = int((flips < 0).sum()), int((flips > 0).sum())
-    return float(binomtest(lost, lost + gained).pvalue) if lost + gained else 1.0
-
-
-PERMUTATION_RESAMPLES = 1 << 16
-PERMUTATION_SEED = 0
-
-
-def sign_flip_pvalues(differences: np.ndarray, resamples: int = PERMUTATION_RESAMPLES,
-                      seed: int = PERMUTATION_SEED, chunk: int = 4096) -> np.ndarray:
-    """Two-sided sign-flip permutation p-value of mean = 0 for each column of paired differences
-    `[item, test]`: exact over all 2^n sign patterns when 2^n <= `resamples`, else seeded Monte
-    Carlo with p = (1 + hits) / (1 + resamples). One matrix product tests every column at once.
-    """
-    d = np.asarray(differences, dtype=float)
-    n = d.shape[0]
-    exact = (1 << n) <= resamples
-    total = (1 << n) if exact else resamples
-    observed = np.abs(d.sum(axis=0))
-    tolerance = 1e-12 * np.abs(d).sum(axis=0)  # sums in another order differ by rounding only
-    rng = np.random.default_rng(seed)
-    hits = np.zeros(d.shape[1])
-    for start in range(0, total, chunk):
-        size = min(chunk, total - start)
-        signs = (((np.arange(start, start + size)[:, None] >> np.arange(n)) & 1) * 2.0 - 1.0
-                 if exact else rng.choice([-1.0, 1.0], size=(size, n)))
-        hits += (np.abs(signs @ d) >= observed - tolerance).sum(axis=0)
-    return hits / total if exact else (hits + 1) / (resamples + 1)
-
-
 # ---------------------------------------------------------------------------------------------
 # Items: importance is ranked on items that the sweep and the pruning curve never score
 
@@ -210,27 +116,6 @@ def cell_halves(wildcards, task_settings: dict, n_test: int | None,
     with `shared` demonstrations both halves see the same demonstration set."""
     return split_examples(cell_examples(wildcards, task_settings,
                                         None if n_test is None else 2 * n_test, demonstrations))
-
-
-def item_ids(items) -> str:
-    """Test-item ids as one sorted `;`-joined string: records which items a table used."""
-    return ";".join(str(i) for i in sorted(int(i) for i in items))
-
-
-def check_item_split(effects: pd.DataFrame, importance: pd.DataFrame, pruning: pd.DataFrame,
-                     keys: Sequence[str] = tuple(CELL_KEYS)) -> None:
-    """Raise unless, in every cell, the sweep and the pruning curve scored the same items and
-    importance was ranked on none of them."""
-    for group, frame in effects.groupby(list(keys), sort=True):
-        cell = pd.DataFrame([dict(zip(keys, group))])
-        scored = set(frame["items"]) | set(pruning.merge(cell, on=list(keys))["items"])
-        ranked = set(importance.merge(cell, on=list(keys))["importance_items"])
-        if len(scored) != 1 or len(ranked) != 1:
-            raise ValueError(f"cell {group}: expected one scored and one ranking item set, "
-                             f"got {len(scored)} and {len(ranked)}")
-        overlap = set(scored.pop().split(";")) & set(ranked.pop().split(";"))
-        if overlap:
-            raise ValueError(f"cell {group}: importance was ranked on scored items {overlap}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -317,21 +202,3 @@ def random_order(layout: HeadLayout, seed: int) -> list[tuple[int, int]]:
     return [heads[i] for i in rng.permutation(len(heads))]
 
 
-def importance_vs_effects(importance: pd.DataFrame, effects: pd.DataFrame,
-                          keys: Sequence[str] = tuple(CELL_KEYS)) -> pd.DataFrame:
-    """Spearman rank correlation of gradient importance with the exact single-head effect
-    (harm = -Δlog-prob, and -Δaccuracy) per model and cell."""
-    from scipy.stats import spearmanr
-
-    heads = effects[effects["kind"] == "head"]
-    merged = heads.merge(importance, on=[*keys, "layer", "head"])
-    rows = []
-    for group, frame in merged.groupby(list(keys), sort=True):
-        rho_lp = spearmanr(frame["importance"], -frame["delta_logprob"])
-        rho_acc = spearmanr(frame["importance"], -frame["delta_accuracy"])
-        rows.append({**dict(zip(keys, group)), "heads": len(frame),
-                     "spearman_logprob_harm": float(rho_lp.statistic),
-                     "p_logprob_harm": float(rho_lp.pvalue),
-                     "spearman_accuracy_harm": float(rho_acc.statistic),
-                     "p_accuracy_harm": float(rho_acc.pvalue)})
-    return pd.DataFrame(rows)

@@ -1,6 +1,6 @@
-"""Attention analysis (AQ/H/AF as the source article defines them, docs/methods.md): attention
-rows of chosen query positions from a second ONNX graph, the attention metrics (AQ, entropy,
-focus) with chance and uniform-attention baselines, and induction-head scores."""
+"""Attention rows of chosen query positions from a second ONNX graph (export, feeds, the PyTorch
+reference, per-example rows of the last prompt token). The metrics over those rows are in
+`iclab.attention_metrics`, their tables in `iclab.attention_tables`."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
+
+from iclab.attention_metrics import relevant_token_mask
 
 ATTENTION_INPUTS = ["input_ids", "attention_mask", "query_pos"]
 
@@ -81,106 +82,6 @@ def torch_attention(model: nn.Module, feeds: dict[str, np.ndarray]) -> np.ndarra
 
 
 # ---------------------------------------------------------------------------------------------
-# Seed 000 metrics over one attention row a[0..L-1] (the prompt up to the query position)
-
-
-def attention_quality(a: np.ndarray, relevant: np.ndarray) -> float:
-    """`AQ = Σ_{j∈R} a_j / Σ_k a_k − Σ_{j∉R} a_j / (L − |R|)`; the second term is 0 if R = all."""
-    relevant = np.asarray(relevant, dtype=bool)
-    total = a.sum()
-    share = a[relevant].sum() / total if total > 0 else 0.0
-    others = (~relevant).sum()
-    return float(share - (a[~relevant].sum() / others if others else 0.0))
-
-
-def attention_entropy(a: np.ndarray) -> float:
-    """`H = −Σ_j a_j log a_j`, with 0 log 0 = 0."""
-    positive = a[a > 0]
-    return float(-(positive * np.log(positive)).sum())
-
-
-def attention_focus(a: np.ndarray, relevant: np.ndarray) -> float:
-    """`AF = Σ_{j∈R} a_j / |R|` (0 when R is empty)."""
-    relevant = np.asarray(relevant, dtype=bool)
-    count = relevant.sum()
-    return float(a[relevant].sum() / count) if count else 0.0
-
-
-def normalized_entropy(a: np.ndarray) -> float:
-    """`H / log L`: 1 for uniform attention over the row's L tokens, 0 for one-hot (0 if L = 1)."""
-    return float(attention_entropy(a) / np.log(len(a))) if len(a) > 1 else 0.0
-
-
-def first_token_share(a: np.ndarray) -> float:
-    """Share of the row's attention on position 0, where many LMs park attention (a sink)."""
-    total = a.sum()
-    return float(a[0] / total) if total > 0 else 0.0
-
-
-def uniform_baselines(length: int, relevant: np.ndarray) -> dict[str, float]:
-    """AQ and AF of uniform causal attention `a_j = 1/L` over the same L tokens and R:
-    `AQ = (|R| − 1)/L` and `AF = 1/L` for 0 < |R| < L (edge cases as the metrics define them)."""
-    uniform = np.full(length, 1.0 / length)
-    return {"aq_uniform": attention_quality(uniform, relevant),
-            "af_uniform": attention_focus(uniform, relevant)}
-
-
-def random_token_mask(length: int, size: int, seed: int) -> np.ndarray:
-    """A seeded random set of `size` of the `length` positions: R's chance counterpart."""
-    mask = np.zeros(length, dtype=bool)
-    mask[np.random.default_rng(seed).choice(length, size=size, replace=False)] = True
-    return mask
-
-
-def relevant_token_mask(offsets: Sequence[tuple[int, int]], spans: Sequence[tuple[int, int]],
-                        length: int) -> np.ndarray:
-    """Tokens (by character offsets) that overlap any relevant character span."""
-    mask = np.zeros(length, dtype=bool)
-    for t, (start, end) in enumerate(offsets[:length]):
-        mask[t] = end > start and any(start < s_end and s_start < end for s_start, s_end in spans)
-    return mask
-
-
-# ---------------------------------------------------------------------------------------------
-# Induction heads (Olsson et al. 2022)
-
-
-def induction_sequences(vocab_size: int, length: int, count: int, seed: int, bos_id: int | None,
-                        exclude_frequent: int = 1000, exclude_rare_fraction: float = 0.1,
-                        ) -> np.ndarray:
-    """`count` sequences `[BOS] r r` of `length` distinct random tokens repeated once.
-
-    BPE ids follow merge order, so the lowest ids (bytes, frequent merges) and the highest
-    (rare merges) are excluded.
-    """
-    low = min(exclude_frequent, vocab_size // 4)
-    high = int(vocab_size * (1 - exclude_rare_fraction))
-    if high - low < length:
-        raise ValueError(f"vocabulary band [{low}, {high}) too small for {length} distinct tokens")
-    rng = np.random.default_rng(seed)
-    halves = np.stack([rng.choice(np.arange(low, high), size=length, replace=False)
-                       for _ in range(count)])
-    sequences = np.concatenate([halves, halves], axis=1)
-    if bos_id is not None:
-        sequences = np.concatenate([np.full((count, 1), bos_id), sequences], axis=1)
-    return sequences.astype(np.int64)
-
-
-def prefix_matching_score(attention: np.ndarray, length: int, offset: int) -> np.ndarray:
-    """Mean attention from each second-half token to the token after its earlier copy.
-
-    `attention[..., Q, T]` has one row per second-half query (Q = length, in order); `offset`
-    is 1 with a BOS token, else 0. Query i sits at `offset + length + i`; its earlier copy at
-    `offset + i`, whose successor, the prefix-matching target, at `offset + i + 1`.
-    """
-    q = np.arange(length)
-    targets = offset + q + 1
-    picked = np.take_along_axis(attention, np.broadcast_to(targets[:, None],
-                                attention.shape[:-1] + (1,)), axis=-1)[..., 0]
-    return picked.mean(axis=-1)
-
-
-# ---------------------------------------------------------------------------------------------
 # Per-example analysis through a runtime of the attention graph
 
 
@@ -208,55 +109,3 @@ def prompt_attention(runtime, tokenizer, examples, token_budget: int, max_batch:
         for b, i in enumerate(rows):
             ids, relevant = encoded[i]
             yield examples[i], ids, relevant, attention[b, :, :, 0, : len(ids)]
-
-
-HEAD_METRICS = ["aq", "aq_uniform", "aq_random", "entropy", "entropy_norm", "af", "af_uniform",
-                "af_random", "first_token_share"]
-
-
-def head_metrics(attention: np.ndarray, relevant: np.ndarray,
-                 seed: int = 0) -> dict[str, np.ndarray]:
-    """`HEAD_METRICS` per `[layer, head]` for one prompt's attention rows `[L, H, T]`: AQ, entropy
-    and focus, their baselines (uniform attention; a random token set of R's size drawn with
-    `seed`) and the first token's share."""
-    layers, heads, length = attention.shape
-    chance = random_token_mask(length, int(np.sum(relevant)), seed)
-    out = {name: np.zeros((layers, heads)) for name in HEAD_METRICS}
-    for name, value in uniform_baselines(length, relevant).items():
-        out[name][:] = value
-    for layer, head in np.ndindex(layers, heads):
-        row = attention[layer, head]
-        out["aq"][layer, head] = attention_quality(row, relevant)
-        out["aq_random"][layer, head] = attention_quality(row, chance)
-        out["entropy"][layer, head] = attention_entropy(row)
-        out["entropy_norm"][layer, head] = normalized_entropy(row)
-        out["af"][layer, head] = attention_focus(row, relevant)
-        out["af_random"][layer, head] = attention_focus(row, chance)
-        out["first_token_share"][layer, head] = first_token_share(row)
-    return out
-
-
-def metrics_vs_effects(metrics: pd.DataFrame, induction: pd.DataFrame,
-                       effects: pd.DataFrame) -> pd.DataFrame:
-    """Spearman correlation of each head's AQ, entropy, focus (same cell) and induction score
-    (same model) with the harm of ablating it (−Δ mean gold log-prob), per model and cell."""
-    from scipy.stats import spearmanr
-
-    from iclab.cells import CELL_KEYS
-
-    heads = effects[effects["kind"] == "head"][[*CELL_KEYS, "layer", "head", "delta_logprob"]]
-    rows = []
-    for group, frame in heads.groupby(CELL_KEYS, sort=True):
-        cell = dict(zip(CELL_KEYS, group))
-        same_cell = metrics.merge(pd.DataFrame([cell]), on=CELL_KEYS)
-        candidates = [(name, same_cell, name) for name in ("aq", "entropy", "af")]
-        candidates.append(("prefix_matching",
-                           induction[induction["model"] == cell["model"]], "prefix_matching"))
-        for metric, table, column in candidates:
-            merged = frame.merge(table[["layer", "head", column]], on=["layer", "head"])
-            if len(merged) < 3:
-                continue
-            rho = spearmanr(merged[column], -merged["delta_logprob"])
-            rows.append({**cell, "metric": metric, "heads": len(merged),
-                         "spearman_vs_harm": float(rho.statistic), "p": float(rho.pvalue)})
-    return pd.DataFrame(rows, columns=[*CELL_KEYS, "metric", "heads", "spearman_vs_harm", "p"])

@@ -36,14 +36,3 @@ def cell_examples(wildcards, task_settings: dict, n_test: int | None,
                           demonstrations=demonstrations
                           or task_settings.get("demonstrations", "per_item"))
 
-
-def saved_model_info(card_path: str | Path):
-    """`(card, HeadLayout, tokenizer)` of a model saved by `acquire_model` (weights not loaded)."""
-    from transformers import AutoTokenizer
-
-    from iclab.io import read_json
-    from iclab.models import HeadLayout
-
-    card = read_json(card_path)
-    layout = HeadLayout(card["layers"], card["heads"], card["head_dim"])
-    return card, layout, AutoTokenizer.from_pretrained(Path(card_path).parent)

@@ -1,7 +1,8 @@
 """Label-word isolation (Wang et al. 2023, "Label words are anchors"): attention from later
 tokens to the demonstrations' label tokens is blocked in a range of layers, against blocking as
-many random non-label tokens; and, per layer, how well the answer position's attention to each
-class's label words predicts the model's answer (AUROC).
+many random non-label tokens; and, per layer, the answer position's attention to each class's
+label words. Their tables (accuracy and loyalty per condition, the attention's AUROC for the
+model's answer) are in `iclab.labels`, torch-free.
 
 Batched in PyTorch (eager attention): each row of a batch carries its own blocked key
 positions, added to the causal mask of the chosen layers by a forward pre-hook. Candidates are
@@ -18,11 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
-from scipy.stats import rankdata
 from torch import nn
 
-from iclab.attention import relevant_token_mask
-from iclab.metrics import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, bootstrap_difference, wilson_interval
+from iclab.attention_metrics import relevant_token_mask
 from iclab.tasks import Example, TaskError
 
 CONDITIONS = ("none", "labels_shallow", "labels_deep", "random_shallow", "random_deep")
@@ -174,66 +173,3 @@ def isolate(model: nn.Module, tokenizer, examples: Sequence[Example], n_layers: 
                     attention += [{"item": ex.item, "layer": layer, "label": choice,
                                    "attention": float(mass[layer])} for layer in range(n_layers)]
     return pd.DataFrame(predictions), pd.DataFrame(attention)
-
-
-def isolation_table(predictions: pd.DataFrame) -> pd.DataFrame:
-    """Per condition: accuracy and loyalty (same answer as without isolation, Wang et al.) with
-    Wilson intervals, and the paired accuracy and loyalty change against `none`."""
-    base = predictions[predictions["condition"] == "none"].set_index("item")
-    out = []
-    for condition, frame in predictions.groupby("condition", sort=False):
-        frame = frame.set_index("item")
-        correct = (frame["prediction"] == frame["target"]).to_numpy(dtype=float)
-        loyal = (frame["prediction"] == base.loc[frame.index, "prediction"]).to_numpy(dtype=float)
-        row = {"condition": condition, "layers": frame["layers"].iloc[0], "n": len(frame),
-               "mean_blocked": float(frame["n_blocked"].mean())}
-        for name, values in (("accuracy", correct), ("loyalty", loyal)):
-            low, high = wilson_interval(int(values.sum()), len(values))
-            row.update({name: float(values.mean()), f"{name}_ci_low": low,
-                        f"{name}_ci_high": high})
-        unblocked = base.loc[frame.index]
-        gold = (unblocked["prediction"] == unblocked["target"]).to_numpy(dtype=float)
-        diff, low, high = bootstrap_difference(correct, gold)
-        row.update(vs_none=diff, vs_none_ci_low=low, vs_none_ci_high=high)
-        out.append(row)
-    return pd.DataFrame(out)
-
-
-def _auroc(scores: np.ndarray, positive: np.ndarray) -> float:
-    """Area under the ROC curve of `scores` for `positive` (Mann-Whitney, ties half)."""
-    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
-    if not n_pos or not n_neg:
-        return float("nan")
-    ranks = rankdata(scores)
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def auroc_table(attention: pd.DataFrame, predictions: pd.DataFrame) -> pd.DataFrame:
-    """Per layer: the mean over labels of the AUROC with which the answer position's attention
-    to a label's tokens predicts that the model answers that label (0.5 = no information), with
-    a bootstrap interval over items."""
-    answered = predictions[predictions["condition"] == "none"].set_index("item")["prediction"]
-    rng = np.random.default_rng(BOOTSTRAP_SEED)
-    items = np.sort(attention["item"].unique())
-    draws = [rng.choice(items, size=len(items)) for _ in range(BOOTSTRAP_RESAMPLES // 4)]
-    position = {item: i for i, item in enumerate(items)}
-    resampled = [np.array([position[i] for i in draw]) for draw in draws]
-    out = []
-    for layer, frame in attention.groupby("layer", sort=True):
-        wide = frame.pivot(index="item", columns="label", values="attention").loc[items]
-        chosen = answered.loc[items].to_numpy()
-        estimate = _mean_auroc(wide, chosen, np.arange(len(items)))
-        boot = [_mean_auroc(wide, chosen, index) for index in resampled]
-        low, high = (np.nanpercentile(boot, [2.5, 97.5]) if not np.all(np.isnan(boot))
-                     else (np.nan, np.nan))
-        out.append({"layer": int(layer), "auroc": estimate, "ci_low": float(low),
-                    "ci_high": float(high), "n": len(items)})
-    return pd.DataFrame(out)
-
-
-def _mean_auroc(attention: pd.DataFrame, answered: np.ndarray, index: np.ndarray) -> float:
-    """Mean over labels (columns of `attention[item, label]`) of the one-vs-rest AUROC on the
-    rows `index`; NaN when no label has both outcomes."""
-    values = [_auroc(attention[label].to_numpy()[index], answered[index] == label)
-              for label in attention.columns]
-    return float(np.nanmean(values)) if not np.all(np.isnan(values)) else float("nan")

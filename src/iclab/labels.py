@@ -5,13 +5,15 @@ Per cell and variant: accuracy against the test items' true labels, the rate of 
 label (the mapping the flipped demonstrations show), and the rate of the semantic prior label;
 per cell: the slope of accuracy over the flipped fraction and whether full flipping takes
 accuracy below chance. Every variant of a cell has the same test items, so differences pair.
+Also the tables of label-word isolation (`iclab.isolation` runs the model). Torch-free, so the
+analysis environment builds these tables.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.stats import binomtest
+from scipy.stats import binomtest, rankdata
 
 from iclab.metrics import (
     BOOTSTRAP_RESAMPLES,
@@ -174,8 +176,6 @@ def isolation_tables(predictions: list[pd.DataFrame],
                      attention: list[pd.DataFrame]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """`isolation_table` and `auroc_table` of every label cell, with its cell columns (empty
     tables, with their columns, when isolation is off)."""
-    from iclab.isolation import auroc_table, isolation_table
-
     tables, aurocs = [], []
     for preds, attn in zip(predictions, attention):
         cell = {key: preds[key].iloc[0] for key in CELL + ["seed"]}
@@ -192,3 +192,66 @@ def _cell_first(frame: pd.DataFrame) -> pd.DataFrame:
     """`frame` with its cell columns (and seed) first."""
     keys = CELL + ["seed"]
     return frame[keys + [c for c in frame if c not in keys]]
+
+
+def isolation_table(predictions: pd.DataFrame) -> pd.DataFrame:
+    """Per condition: accuracy and loyalty (same answer as without isolation, Wang et al.) with
+    Wilson intervals, and the paired accuracy and loyalty change against `none`."""
+    base = predictions[predictions["condition"] == "none"].set_index("item")
+    out = []
+    for condition, frame in predictions.groupby("condition", sort=False):
+        frame = frame.set_index("item")
+        correct = (frame["prediction"] == frame["target"]).to_numpy(dtype=float)
+        loyal = (frame["prediction"] == base.loc[frame.index, "prediction"]).to_numpy(dtype=float)
+        row = {"condition": condition, "layers": frame["layers"].iloc[0], "n": len(frame),
+               "mean_blocked": float(frame["n_blocked"].mean())}
+        for name, values in (("accuracy", correct), ("loyalty", loyal)):
+            low, high = wilson_interval(int(values.sum()), len(values))
+            row.update({name: float(values.mean()), f"{name}_ci_low": low,
+                        f"{name}_ci_high": high})
+        unblocked = base.loc[frame.index]
+        gold = (unblocked["prediction"] == unblocked["target"]).to_numpy(dtype=float)
+        diff, low, high = bootstrap_difference(correct, gold)
+        row.update(vs_none=diff, vs_none_ci_low=low, vs_none_ci_high=high)
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def _auroc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """Area under the ROC curve of `scores` for `positive` (Mann-Whitney, ties half)."""
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if not n_pos or not n_neg:
+        return float("nan")
+    ranks = rankdata(scores)
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def auroc_table(attention: pd.DataFrame, predictions: pd.DataFrame) -> pd.DataFrame:
+    """Per layer: the mean over labels of the AUROC with which the answer position's attention
+    to a label's tokens predicts that the model answers that label (0.5 = no information), with
+    a bootstrap interval over items."""
+    answered = predictions[predictions["condition"] == "none"].set_index("item")["prediction"]
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    items = np.sort(attention["item"].unique())
+    draws = [rng.choice(items, size=len(items)) for _ in range(BOOTSTRAP_RESAMPLES // 4)]
+    position = {item: i for i, item in enumerate(items)}
+    resampled = [np.array([position[i] for i in draw]) for draw in draws]
+    out = []
+    for layer, frame in attention.groupby("layer", sort=True):
+        wide = frame.pivot(index="item", columns="label", values="attention").loc[items]
+        chosen = answered.loc[items].to_numpy()
+        estimate = _mean_auroc(wide, chosen, np.arange(len(items)))
+        boot = [_mean_auroc(wide, chosen, index) for index in resampled]
+        low, high = (np.nanpercentile(boot, [2.5, 97.5]) if not np.all(np.isnan(boot))
+                     else (np.nan, np.nan))
+        out.append({"layer": int(layer), "auroc": estimate, "ci_low": float(low),
+                    "ci_high": float(high), "n": len(items)})
+    return pd.DataFrame(out)
+
+
+def _mean_auroc(attention: pd.DataFrame, answered: np.ndarray, index: np.ndarray) -> float:
+    """Mean over labels (columns of `attention[item, label]`) of the one-vs-rest AUROC on the
+    rows `index`; NaN when no label has both outcomes."""
+    values = [_auroc(attention[label].to_numpy()[index], answered[index] == label)
+              for label in attention.columns]
+    return float(np.nanmean(values)) if not np.all(np.isnan(values)) else float("nan")

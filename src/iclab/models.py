@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from iclab.io import sha256_file, write_json
+from iclab.io import read_json, sha256_file, write_json
 
 
 class ModelSourceError(RuntimeError):
@@ -289,3 +289,12 @@ def load_saved(model_dir: str | Path, attn_implementation: str = "eager"):
         attn_implementation=attn_implementation)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     return model.eval(), tokenizer
+
+
+def saved_model_info(card_path: str | Path):
+    """`(card, HeadLayout, tokenizer)` of a model saved by `acquire_model` (weights not loaded)."""
+    from transformers import AutoTokenizer
+
+    card = read_json(card_path)
+    layout = HeadLayout(card["layers"], card["heads"], card["head_dim"])
+    return card, layout, AutoTokenizer.from_pretrained(Path(card_path).parent)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import platform
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from importlib import metadata
 from pathlib import Path
 
@@ -71,3 +71,65 @@ def providers_used(paths: Iterable[str | Path]) -> list[str]:
         elif path.suffix == ".parquet":
             found.update(pd.read_parquet(path, columns=["provider"])["provider"].unique())
     return sorted(found)
+
+
+GRAPH_OF_REPORT = {"parity.json": "model", "attention_parity.json": "attention"}
+
+
+def model_record(name: str, sources: Sequence[Path]) -> dict:
+    """Hashes of a model's weights and graphs, and the providers its inference jobs used."""
+    from iclab.io import read_json
+
+    card = read_json(f"resources/models/{name}/model.json")
+    graphs = {GRAPH_OF_REPORT[p.name]: read_json(p)["onnx_sha256"]  # hashed at export
+              for p in sources if p.parts[:3] == ("resources", "onnx", name)}
+    outputs = [p for p in sources if p.parts[0] == "results" and p.parts[2] == name]
+    return {"source": card.get("source"), "model_sha256": card["sha256"],
+            "onnx_sha256": graphs, "providers": providers_used(outputs)}
+
+
+def inference_packages(sources: Sequence[Path]) -> dict[str, str]:
+    """Package versions of the environment that ran the models, as its jobs recorded them (the
+    job writing provenance runs in the analysis environment, which has no torch)."""
+    from iclab.io import read_json
+
+    recorded = [read_json(p)["packages"] for p in sources if p.name.endswith(".meta.json")]
+    return recorded[0] if recorded else {}
+
+
+def run_record(config: dict, sources: Iterable[str | Path]) -> dict:
+    """What every table of one run shares: config hash, seeds, models, versions, machine."""
+    sources = [Path(p) for p in sources]
+    return {
+        "config_sha256": config_hash(config),
+        "seeds": seeds(config),
+        "models": {spec["name"]: model_record(spec["name"], sources) for spec in config["models"]},
+        "packages": inference_packages(sources),
+        "packages_analysis": package_versions(),
+        "machine": machine(),
+    }
+
+
+def table_record(table_path: str | Path, run: dict) -> dict:
+    """One table's metadata: its name, hash and row count, plus the run's record."""
+    import pandas as pd
+
+    from iclab.io import sha256_file
+
+    return {"table": Path(table_path).name, "sha256": sha256_file(table_path),
+            "rows": len(pd.read_csv(table_path)), **run}
+
+
+def provenance_row(record: dict) -> dict:
+    """A table's metadata flattened to one row of provenance.csv (hashes cut to 12 characters)."""
+    models = record["models"]
+    return {
+        "table": record["table"], "rows": record["rows"], "sha256": record["sha256"],
+        "config_sha256": record["config_sha256"],
+        "model_sha256": "; ".join(f"{m}={r['model_sha256'][:12]}" for m, r in models.items()),
+        "onnx_sha256": "; ".join(f"{m}/{g}={h[:12]}" for m, r in models.items()
+                                 for g, h in r["onnx_sha256"].items()),
+        "providers": "; ".join(f"{m}={'+'.join(r['providers'])}" for m, r in models.items()),
+        "seeds": "; ".join(f"{k}={v}" for k, v in record["seeds"].items()),
+        "packages": "; ".join(f"{k}={v}" for k, v in record["packages"].items()),
+    }

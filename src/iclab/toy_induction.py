@@ -185,7 +185,7 @@ def per_sequence_repeat_score(loss: torch.Tensor, repeated: torch.Tensor) -> np.
 def prefix_matching(model, pairs: torch.Tensor) -> np.ndarray:
     """`[layer, head]` prefix-matching score on `r r` sequences (Olsson et al.): attention from
     each second-half token to the token after its earlier copy, averaged."""
-    from iclab.attention import prefix_matching_score
+    from iclab.attention_metrics import prefix_matching_score
 
     length = pairs.shape[1] // 2
     with torch.no_grad():
@@ -349,7 +349,8 @@ def head_attention_metrics(attention_runtime, rows, batch: RepeatBatch, pad_id: 
     """Mean AQ, entropy and focus per `[layer, head]` at the last prompt token, with R = the
     token after the earlier copy (where an induction head looks), plus the uniform-attention
     values of the same metrics."""
-    from iclab.attention import attention_feeds, head_metrics
+    from iclab.attention import attention_feeds
+    from iclab.attention_metrics import head_metrics
 
     feeds = attention_feeds([r.prompt_ids for r in rows], [[len(r.prompt_ids) - 1] for r in rows],
                             pad_id)
@@ -380,8 +381,10 @@ def pipeline_analysis(model, runtime, attention_runtime, settings: dict, seed: i
     training (`known`: prefix-matching score past the threshold at the last checkpoint), the
     best rank any of them reaches by each method; found = top 2.
     """
-    from iclab.ablation import Condition, effects, encoded_importance, evaluate_encoded, label_conditions
-    from iclab.attention import attention_feeds, prefix_matching_score
+    from iclab.ablation import Condition, encoded_importance, evaluate_encoded, label_conditions
+    from iclab.ablation_tables import effects
+    from iclab.attention import attention_feeds
+    from iclab.attention_metrics import prefix_matching_score
     from iclab.models import head_layout
 
     settings = settings_with_defaults(settings)

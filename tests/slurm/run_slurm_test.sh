@@ -14,7 +14,9 @@
 #      back at the end;
 #      daemons of an earlier run of this script are stopped and restarted; a MariaDB or munged
 #      that is already running is reused and left running;
-#   3. runs the workflow with a test profile derived from workflow/profiles/slurm/ (no conda,
+#   3. runs part of the workflow (the targets below: models, export, every inference cell, the
+#      sharded ablation sweep and their tables, 32 of test.yaml's 80 jobs; the whole DAG runs in
+#      tests/test_workflow.py) with a test profile derived from workflow/profiles/slurm/ (no conda,
 #      no GPUs, sizes capped at the node; see make_test_profile.py) and, apart, with --cores 2;
 #   4. checks that sacct lists every job Snakemake submitted, all COMPLETED, and that the tables
 #      and parquet files of both runs are byte-identical (compare_runs.py);
@@ -28,6 +30,8 @@
 #   ICLAB_SLURM_KEEP=1  keep the work directory and leave the cluster running at the end
 #   ICLAB_SLURM_PYTHON  the project venv's python (default: .venv/bin/python)
 #   ICLAB_SLURM_TIMEOUT limit in seconds for each of the two workflow runs (default 1800)
+#   ICLAB_SLURM_TARGETS space-separated targets of both runs (default: results/tables/icl_accuracy.csv
+#                       and results/tables/head_effects.csv)
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -37,6 +41,7 @@ STATE="${ICLAB_SLURM_STATE:-/tmp/iclab-slurm}"
 KEEP="${ICLAB_SLURM_KEEP:-0}"
 CONFIG="$REPO/config/test.yaml"
 RUN_TIMEOUT="${ICLAB_SLURM_TIMEOUT:-1800}"
+read -r -a TARGETS <<<"${ICLAB_SLURM_TARGETS:-results/tables/icl_accuracy.csv results/tables/head_effects.csv}"
 
 # Executor plugin pins: requirements.lock's if it has them, else these (tested with snakemake 9.27.1).
 PLUGIN_PINS=(snakemake-executor-plugin-slurm==2.8.0 snakemake-executor-plugin-slurm-jobstep==0.6.1)
@@ -369,7 +374,8 @@ run_workflows() {
     t=$SECONDS
     log "SLURM run: --executor slurm into $WORK/cluster (log: $WORK/cluster.log)"
     if ! timeout "$RUN_TIMEOUT" "$PYTHON" -m snakemake --configfile "$CONFIG" \
-        --workflow-profile "$WORK/profile" --directory "$WORK/cluster" >"$WORK/cluster.log" 2>&1; then
+        --workflow-profile "$WORK/profile" --directory "$WORK/cluster" "${TARGETS[@]}" \
+        >"$WORK/cluster.log" 2>&1; then
         tail -n 60 "$WORK/cluster.log" >&2
         die "the SLURM run failed or took over ${RUN_TIMEOUT}s (full log: $WORK/cluster.log; SLURM job logs under $WORK/cluster/.snakemake/slurm_logs)"
     fi
@@ -380,7 +386,7 @@ run_workflows() {
     log "local run: --cores 2 into $WORK/local (log: $WORK/local.log)"
     if ! timeout "$RUN_TIMEOUT" "$PYTHON" -m snakemake --cores 2 --configfile "$CONFIG" \
         --workflow-profile "$REPO/workflow/profiles/default" --directory "$WORK/local" \
-        >"$WORK/local.log" 2>&1; then
+        "${TARGETS[@]}" >"$WORK/local.log" 2>&1; then
         tail -n 60 "$WORK/local.log" >&2
         die "the local run failed or took over ${RUN_TIMEOUT}s (full log: $WORK/local.log)"
     fi

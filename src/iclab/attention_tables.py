@@ -1,0 +1,32 @@
+"""Attention tables (torch-free, for the analysis environment): how the per-head attention
+metrics and induction scores rank heads against the harm of ablating them."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+
+def metrics_vs_effects(metrics: pd.DataFrame, induction: pd.DataFrame,
+                       effects: pd.DataFrame) -> pd.DataFrame:
+    """Spearman correlation of each head's AQ, entropy, focus (same cell) and induction score
+    (same model) with the harm of ablating it (−Δ mean gold log-prob), per model and cell."""
+    from scipy.stats import spearmanr
+
+    from iclab.cells import CELL_KEYS
+
+    heads = effects[effects["kind"] == "head"][[*CELL_KEYS, "layer", "head", "delta_logprob"]]
+    rows = []
+    for group, frame in heads.groupby(CELL_KEYS, sort=True):
+        cell = dict(zip(CELL_KEYS, group))
+        same_cell = metrics.merge(pd.DataFrame([cell]), on=CELL_KEYS)
+        candidates = [(name, same_cell, name) for name in ("aq", "entropy", "af")]
+        candidates.append(("prefix_matching",
+                           induction[induction["model"] == cell["model"]], "prefix_matching"))
+        for metric, table, column in candidates:
+            merged = frame.merge(table[["layer", "head", column]], on=["layer", "head"])
+            if len(merged) < 3:
+                continue
+            rho = spearmanr(merged[column], -merged["delta_logprob"])
+            rows.append({**cell, "metric": metric, "heads": len(merged),
+                         "spearman_vs_harm": float(rho.statistic), "p": float(rho.pvalue)})
+    return pd.DataFrame(rows, columns=[*CELL_KEYS, "metric", "heads", "spearman_vs_harm", "p"])
