@@ -20,9 +20,6 @@ import yaml
 from conftest import REPO
 
 RULES = REPO / "workflow" / "rules"
-# Modules every rule has without installing them: Snakemake's own script preamble puts the
-# workflow's environment (snakemake and what it brings, such as PyYAML) on sys.path.
-FROM_SNAKEMAKE = {"snakemake", "yaml"}
 
 
 def requirement_name(requirement: str) -> str:
@@ -123,8 +120,6 @@ def test_rule_imports_only_what_its_env_installs(rule, env, script):
     distributions = packages_distributions()
     missing = {}
     for module, via in reached_third_party(script).items():
-        if module in FROM_SNAKEMAKE:
-            continue
         dists = {requirement_name(d) for d in distributions.get(module, [module])}
         if not dists & provided:
             missing[module] = via
