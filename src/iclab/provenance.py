@@ -9,6 +9,10 @@ from collections.abc import Iterable, Sequence
 from importlib import metadata
 from pathlib import Path
 
+import pandas as pd
+
+from iclab.io import read_json, sha256_file, sha256_json
+
 PACKAGES = ["iclab", "torch", "transformers", "onnx", "onnxruntime-gpu", "onnxruntime",
             "numpy", "pandas", "pyarrow", "snakemake"]
 
@@ -30,8 +34,6 @@ def machine() -> dict[str, str]:
 def config_hash(config: dict) -> str:
     """sha256 of the validated config (defaults filled in), key order ignored. A custom task's
     file enters by its content, not its path, so the hash does not depend on the checkout's place."""
-    from iclab.io import sha256_file, sha256_json
-
     config = copy.deepcopy(config)
     for settings in config.get("tasks", {}).values():
         if settings.get("path") and Path(settings["path"]).exists():
@@ -60,10 +62,6 @@ def seeds(config: dict) -> dict:
 def providers_used(paths: Iterable[str | Path]) -> list[str]:
     """Execution providers read back by inference jobs: `provider` of a sample log's .meta.json,
     or the `provider` column of a parquet output."""
-    import pandas as pd
-
-    from iclab.io import read_json
-
     found: set[str] = set()
     for path in map(Path, paths):
         if path.suffix == ".json":
@@ -78,8 +76,6 @@ GRAPH_OF_REPORT = {"parity.json": "model", "attention_parity.json": "attention"}
 
 def model_record(name: str, sources: Sequence[Path]) -> dict:
     """Hashes of a model's weights and graphs, and the providers its inference jobs used."""
-    from iclab.io import read_json
-
     card = read_json(f"resources/models/{name}/model.json")
     graphs = {GRAPH_OF_REPORT[p.name]: read_json(p)["onnx_sha256"]  # hashed at export
               for p in sources if p.parts[:3] == ("resources", "onnx", name)}
@@ -91,8 +87,6 @@ def model_record(name: str, sources: Sequence[Path]) -> dict:
 def inference_packages(sources: Sequence[Path]) -> dict[str, str]:
     """Package versions of the environment that ran the models, as its jobs recorded them (the
     job writing provenance runs in the analysis environment, which has no torch)."""
-    from iclab.io import read_json
-
     recorded = [read_json(p)["packages"] for p in sources if p.name.endswith(".meta.json")]
     return recorded[0] if recorded else {}
 
@@ -112,10 +106,6 @@ def run_record(config: dict, sources: Iterable[str | Path]) -> dict:
 
 def table_record(table_path: str | Path, run: dict) -> dict:
     """One table's metadata: its name, hash and row count, plus the run's record."""
-    import pandas as pd
-
-    from iclab.io import sha256_file
-
     return {"table": Path(table_path).name, "sha256": sha256_file(table_path),
             "rows": len(pd.read_csv(table_path)), **run}
 
