@@ -1,13 +1,15 @@
-"""Ablated examples per second: iclab's batched ONNX sweep vs the one-forward-per-head PyTorch loop.
+"""Ablated examples per second: iclab's batched ONNX sweeps vs the one-forward-per-head PyTorch loop.
 
 Baseline (the head-pruning loop as the source article writes it): for each head, for each
 example, one full PyTorch forward at batch size 1 with full-vocabulary logits at every
 position, the head zeroed by a hook.
-iclab: the same (head, example) pairs as rows of shared batches through the ONNX graph's
-head_mask, log-probs at the answer positions only; with shared demonstrations (the default
-sweep cell), the demonstration prefix runs once per ablation and its key/value cache serves
-every item ("prefix cache"), measured beside the same batches without that reuse ("full
-pass"). Same examples, same machine, one run.
+iclab, three ways on the same (head, example) pairs, log-probs at the answer positions only:
+"layered" (what the pipeline's sweeps run: the stage graphs of `export_layered`; each ablation
+starts at its layer from the baseline's cached residual stream, and the demonstration prefix's
+cache is broadcast to every row), "prefix cache" (the single graph: rows of shared batches
+through head_mask, the prefix run once per ablation and its cache copied into each row) and
+"full pass" (the same batches, no reuse). Heads of `--layers` evenly spaced layers are swept, so
+the layer reuse is what a whole-model sweep gets. Same examples, same machine, one run.
 
     python benchmarks/ablation_sweep.py [--model-dir resources/models/smollm2-135m]
 """
@@ -27,11 +29,12 @@ import iclab.scoring
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import save  # noqa: E402
 
-from iclab.ablation import layer_conditions, sweep  # noqa: E402
+from iclab.ablation import Condition, layer_conditions, sweep  # noqa: E402
 from iclab.heads import head_mask_applied  # noqa: E402
+from iclab.layered import create_layered_runtime, first_changed_layer  # noqa: E402
 from iclab.models import head_layout, load_saved  # noqa: E402
 from iclab.runtime import create_runtime  # noqa: E402
-from iclab.scoring import encode  # noqa: E402
+from iclab.scoring import encode, graph_rows_of, shared_prefix_length  # noqa: E402
 from iclab.tasks import build_examples  # noqa: E402
 
 
@@ -53,13 +56,31 @@ def per_head_loop(model, tokenizer, examples, conditions, layout) -> tuple[float
     return time.perf_counter() - start, gold
 
 
+def block_work(tokenizer, examples, conditions, layout) -> dict:
+    """Token-layers (one token through one block) each method runs: the full pass (every row,
+    every layer, per condition), the prefix cache (the shared prefix once per condition) and the
+    layered sweep (also only from each condition's layer up, plus one baseline pass)."""
+    encoded = [encode(tokenizer, ex.prompt, ex.target) for ex in examples]
+    rows, sequences = graph_rows_of(encoded)
+    shared = max(0, shared_prefix_length(encoded, sequences))
+    tokens = sum(len(s) for s in sequences)
+    cached = shared + tokens - shared * len(sequences)
+    n_layers = layout.n_layers
+    starts = [first_changed_layer(c.mask(layout)) for c in conditions]
+    return {"full_pass": len(conditions) * tokens * n_layers,
+            "prefix_cache": len(conditions) * cached * n_layers,
+            "layered": cached * (n_layers + sum(n_layers - s for s in starts))}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model-dir", default="resources/models/smollm2-135m")
     parser.add_argument("--onnx", default="resources/onnx/smollm2-135m/model.onnx")
+    parser.add_argument("--layered", default="resources/onnx/smollm2-135m/layered")
     parser.add_argument("--examples", type=int, default=8)
     parser.add_argument("--shots", type=int, default=2)
-    parser.add_argument("--layers", type=int, default=2, help="layers whose heads are swept")
+    parser.add_argument("--layers", type=int, default=5,
+                        help="evenly spaced layers whose heads are swept")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--token-budget", type=int, default=8192)
     parser.add_argument("--demonstrations", choices=["shared", "per_item"], default="shared")
@@ -70,7 +91,8 @@ def main() -> None:
     layout = head_layout(model.config)
     examples = build_examples("copy", args.examples, args.shots, seed=0,
                               demonstrations=args.demonstrations)
-    conditions = [c for layer in range(args.layers) for c in layer_conditions(layout, layer)]
+    layers = sorted({int(v) for v in np.linspace(0, layout.n_layers - 1, args.layers).round()})
+    conditions = [Condition()] + [c for layer in layers for c in layer_conditions(layout, layer)]
     ablated = len(conditions) * len(examples)
 
     runtime = create_runtime(args.onnx, "auto", args.threads)
@@ -84,6 +106,13 @@ def main() -> None:
     sweep(runtime, tokenizer, examples[:2], conditions[:2], layout, args.token_budget, 64,
           progress=False)  # warm-up
     cached_s, cached = batched_sweep()
+    layered_runtime = create_layered_runtime(args.layered, "auto", args.threads)
+    sweep(layered_runtime, tokenizer, examples[:2], conditions[:2], layout, args.token_budget,
+          64, progress=False)  # warm-up
+    start = time.perf_counter()
+    layered = sweep(layered_runtime, tokenizer, examples, conditions, layout, args.token_budget,
+                    64, progress=False)
+    layered_s = time.perf_counter() - start
     shared_prefix = iclab.scoring.MIN_SHARED_PREFIX
     iclab.scoring.MIN_SHARED_PREFIX = 10 ** 9  # the same batches, every prefix recomputed
     full_s, full = batched_sweep()
@@ -95,10 +124,27 @@ def main() -> None:
     def max_diff(frame) -> float:
         return float(np.abs(frame["gold_logprob"].to_numpy() - np.array(loop_gold)).max())
 
+    def max_effect_diff(frame) -> float:
+        """Largest gap in effects (ablated minus baseline gold log-prob, per item) vs the loop;
+        rows are condition-major with the baseline first in both."""
+        def effects(gold) -> np.ndarray:
+            gold = np.asarray(gold).reshape(len(conditions), len(examples))
+            return gold[1:] - gold[0]
+        return float(np.abs(effects(frame["gold_logprob"]) - effects(loop_gold)).max())
+
+    work = block_work(tokenizer, examples, conditions, layout)
     result = {
+        "token_layers": work,
+        "layered_work_fraction_of_full_pass": work["layered"] / work["full_pass"],
+        "layered_work_fraction_of_prefix_cache": work["layered"] / work["prefix_cache"],
         "model": str(args.model_dir), "provider": runtime.provider, "threads": args.threads,
         "examples": len(examples), "shots": args.shots, "demonstrations": args.demonstrations,
-        "conditions": len(conditions), "ablated_examples": ablated,
+        "conditions": len(conditions), "layers": layers, "ablated_examples": ablated,
+        "layered_seconds": layered_s, "layered_examples_per_s": ablated / layered_s,
+        "speedup_layered": loop_s / layered_s, "layered_gain_over_prefix_cache": cached_s / layered_s,
+        "max_abs_gold_logprob_diff_layered": max_diff(layered),
+        "max_abs_effect_diff_layered": max_effect_diff(layered),
+        "same_correct_layered_vs_full": bool((layered["correct"] == full["correct"]).all()),
         "prefix_cache_seconds": cached_s, "full_pass_seconds": full_s, "loop_seconds": loop_s,
         "prefix_cache_examples_per_s": ablated / cached_s,
         "full_pass_examples_per_s": ablated / full_s, "loop_examples_per_s": ablated / loop_s,
@@ -109,7 +155,10 @@ def main() -> None:
         "same_correct_cache_vs_full": bool((cached["correct"] == full["correct"]).all()),
     }
     path = save(f"ablation_sweep-{runtime.device}", result)
-    print(f"prefix cache {ablated / cached_s:.1f} ex/s, full pass {ablated / full_s:.1f} ex/s, "
+    print(f"layered {ablated / layered_s:.1f} ex/s ({loop_s / layered_s:.2f}x the loop), "
+          f"max |Δ gold log-prob| {max_diff(layered):.2e}, |Δ effect| "
+          f"{max_effect_diff(layered):.2e}; "
+          f"prefix cache {ablated / cached_s:.1f} ex/s, full pass {ablated / full_s:.1f} ex/s, "
           f"loop {ablated / loop_s:.1f} ex/s: {loop_s / cached_s:.2f}x (full pass "
           f"{loop_s / full_s:.2f}x; target 10x), max |Δ gold log-prob| {max_diff(cached):.2e}"
           f" -> {path}")

@@ -6,8 +6,8 @@ log = route_to_log(sm)
 
 from iclab.ablation import Condition, cell_halves, layer_conditions, sweep
 from iclab.io import write_table
+from iclab.layered import create_layered_runtime
 from iclab.models import saved_model_info
-from iclab.runtime import create_runtime
 
 wc, runtime_cfg = sm.wildcards, sm.params.runtime
 card, layout, tokenizer = saved_model_info(sm.input.card)
@@ -17,7 +17,8 @@ if wc.shard == "baseline":
 else:
     first, last = (int(v) for v in wc.shard.removeprefix("layers").split("-"))
     conditions = [c for layer in range(first, last + 1) for c in layer_conditions(layout, layer)]
-runtime = create_runtime(sm.input.onnx, runtime_cfg["provider"], sm.threads, runtime_cfg["fp16"])
+runtime = create_layered_runtime(sm.input.graphs, runtime_cfg["provider"], sm.threads,
+                                 runtime_cfg["fp16"])
 results = sweep(runtime, tokenizer, examples, conditions, layout, runtime_cfg["token_budget"],
                 runtime_cfg["max_batch"])
 results["provider"] = runtime.provider

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from iclab.attention import attention_feeds, export_attention_onnx, torch_attention
+from iclab.export import require_parity
 from iclab.io import atomic_path, sha256_file, write_json
 from iclab.models import load_saved
 from iclab.runtime import create_runtime
@@ -32,7 +33,5 @@ with atomic_path(sm.output.onnx) as tmp:
               "max_abs_diff_attention": diff, "passed": diff <= settings["parity_tolerance"],
               "provider": runtime.provider, "onnx_sha256": sha256_file(tmp)}
     log.info("attention parity: %s", report)
-    if not report["passed"]:
-        raise RuntimeError(f"attention graph parity failed for {sm.wildcards.model}: max abs "
-                           f"difference {diff:.3g} > tolerance {settings['parity_tolerance']}")
+    require_parity(report, "attention graph", sm.wildcards.model, diff)
 write_json(sm.output.parity, report)

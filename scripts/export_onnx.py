@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from iclab.export import export_onnx, parity_check
+from iclab.export import export_onnx, parity_check, require_parity
 from iclab.io import atomic_path, sha256_file, write_json
 from iclab.models import load_saved
 from iclab.tasks import build_examples
@@ -26,9 +26,6 @@ with atomic_path(sm.output.onnx) as tmp:
                           sm.threads, settings["parity_tolerance"])
     report["onnx_sha256"] = sha256_file(tmp)
     log.info("parity: %s", report)
-    if not report["passed"]:
-        raise RuntimeError(
-            f"ONNX parity failed for {sm.wildcards.model}: max abs log-prob difference "
-            f"{max(report['max_abs_diff_unablated'], report['max_abs_diff_ablated']):.3g} > "
-            f"tolerance {settings['parity_tolerance']}")
+    require_parity(report, "ONNX log-prob", sm.wildcards.model,
+                   max(report["max_abs_diff_unablated"], report["max_abs_diff_ablated"]))
 write_json(sm.output.parity, report)

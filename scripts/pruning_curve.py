@@ -11,9 +11,9 @@ import pandas as pd
 from iclab.ablation import cell_halves, evaluate_masks, importance_order, pruning_masks, random_order
 from iclab.ablation_tables import item_ids
 from iclab.io import write_table
+from iclab.layered import create_layered_runtime
 from iclab.metrics import wilson_interval
 from iclab.models import saved_model_info
-from iclab.runtime import create_runtime
 
 wc, runtime_cfg = sm.wildcards, sm.params.runtime
 card, layout, tokenizer = saved_model_info(sm.input.card)
@@ -25,7 +25,8 @@ orders = [("importance", -1, importance_order(importance))]
 orders += [("random", seed, random_order(layout, seed))
            for seed in range(sm.params.random_orders)]
 masks = np.concatenate([pruning_masks(order, layout, fractions) for _, _, order in orders])
-runtime = create_runtime(sm.input.onnx, runtime_cfg["provider"], sm.threads, runtime_cfg["fp16"])
+runtime = create_layered_runtime(sm.input.graphs, runtime_cfg["provider"], sm.threads,
+                                 runtime_cfg["fp16"])
 scored = evaluate_masks(runtime, tokenizer, examples, masks, layout, runtime_cfg["token_budget"],
                         runtime_cfg["max_batch"])
 summary = scored.groupby("mask").agg(n_correct=("correct", "sum"), accuracy=("correct", "mean"),

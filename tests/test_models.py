@@ -12,6 +12,7 @@ from iclab.models import (
     acquire,
     char_tokenizer,
     check_special_tokens,
+    head_layout,
     load_saved,
     random_model,
 )
@@ -57,3 +58,21 @@ def test_uncached_hub_id_offline_says_how_to_provide_it(tmp_path, monkeypatch):
     with pytest.raises(ModelSourceError, match="Hugging Face cache"):
         acquire("m", {"source": "hf", "id": "iclab-test/definitely-not-cached"},
                 tmp_path / "m", tmp_path)
+
+
+def test_architecture_adapter_finds_the_parts_of_each_family(tiny):
+    from torch import nn
+
+    from iclab.architecture import architecture
+
+    arch, model, _ = tiny
+    family = architecture(model)
+    layout = head_layout(model.config)
+    assert family.family == arch
+    blocks = family.block_list(model)
+    assert len(blocks) == layout.n_layers
+    projection = family.projection(blocks[0])
+    assert projection.weight.numel() == (layout.n_heads * layout.head_dim) ** 2
+    assert len(family.key_value_modules(model)) == layout.n_layers
+    with pytest.raises(TypeError, match="Linear"):
+        architecture(nn.Linear(2, 2))

@@ -84,15 +84,21 @@ def test_correct_and_prediction_agree_with_generate(smollm2):
     assert runs_past >= 1, "the sample must cover rows where greedy runs past the answer"
 
 
-def test_shared_prefix_sweep_equals_full_pass(smollm2, monkeypatch):
-    """A sweep over shared-demonstration prompts through the prefix cache gives the full pass's
-    numbers (one prefix pass per head mask, then only each item's own tokens)."""
+def test_prefix_and_layer_reuse_equal_full_pass(smollm2, cache_dir, monkeypatch):
+    """A sweep over shared-demonstration prompts gives the full pass's numbers both through the
+    single graph's prefix cache (one prefix pass per head mask, then each item's own tokens) and
+    through the stage graphs (each mask from its first ablated layer, prefix cache broadcast)."""
     import numpy as np
 
     import iclab.scoring
     from iclab.ablation import evaluate_masks
+    from iclab.export_layered import export_layered
+    from iclab.layered import create_layered_runtime
 
     model, tokenizer, onnx_path = smollm2
+    layered_dir = cache_dir / "onnx" / "smollm2-135m-layered"
+    if not (layered_dir / "layered.json").exists():
+        export_layered(model, layered_dir)
     layout = head_layout(model.config)
     runtime = create_runtime(onnx_path, "cpu", 2)
     examples = build_examples("copy", 6, 2, seed=0, demonstrations="shared")
@@ -100,8 +106,11 @@ def test_shared_prefix_sweep_equals_full_pass(smollm2, monkeypatch):
     masks[1, 0, 2] = masks[2, 15, 4] = 0.0
     masks[3, 29] = 0.0
     cached = evaluate_masks(runtime, tokenizer, examples, masks, layout, 8192, 64, progress=False)
+    reused = evaluate_masks(create_layered_runtime(layered_dir, "cpu", 2), tokenizer, examples,
+                            masks, layout, 8192, 64, progress=False)
     monkeypatch.setattr(iclab.scoring, "MIN_SHARED_PREFIX", 10 ** 9)
     full = evaluate_masks(runtime, tokenizer, examples, masks, layout, 8192, 64, progress=False)
-    assert np.abs(cached["gold_logprob"] - full["gold_logprob"]).max() <= 1e-4
-    assert (cached["correct"] == full["correct"]).all()
+    for scored in (cached, reused):
+        assert np.abs(scored["gold_logprob"] - full["gold_logprob"]).max() <= 1e-4
+        assert (scored["correct"] == full["correct"]).all()
     assert cached.groupby("mask")["gold_logprob"].mean().nunique() == 4  # masks do differ

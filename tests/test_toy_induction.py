@@ -177,16 +177,29 @@ def test_unknown_setting_is_an_error():
     assert DEFAULTS["heads"] == 2
 
 
+def _train_at_defaults(layers: int):
+    """One default training on one thread (as the pipeline's rule runs it), in a worker."""
+    torch.set_num_threads(1)
+    model, _, curve, prefix, _ = train(DEFAULTS, layers, seed=0)
+    return model.state_dict(), curve, prefix  # a module with hooks does not pickle
+
+
 @pytest.mark.slow
 def test_two_layers_jump_and_one_layer_does_not():
-    """The contrast Olsson et al. use, at the default settings (two trainings of 2,500 steps)."""
+    """The contrast Olsson et al. use, at the default settings (two trainings of 2,500 steps,
+    side by side in two processes)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     from iclab.toy_induction import summarize
 
-    torch.set_num_threads(2)
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        trained = dict(zip((1, 2), pool.map(_train_at_defaults, (1, 2))))
     results = {}
-    for layers in (1, 2):
-        model, _, curve, prefix, _ = train(DEFAULTS, layers, seed=0)
-        results[layers] = (model, summarize(curve, prefix, DEFAULTS), prefix)
+    for layers, (state, curve, prefix) in trained.items():
+        model, _ = attention_only_model(settings_with_defaults(DEFAULTS), layers, seed=0)
+        model.load_state_dict(state)
+        results[layers] = (model.eval(), summarize(curve, prefix, DEFAULTS), prefix)
     assert results[2][1]["jump"] and results[2][1]["induction_layer"] == 1
     assert results[2][1]["prefix_crossing_step"] is not None
     assert not results[1][1]["jump"] and results[1][1]["prefix_crossing_step"] is None

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from iclab.cells import cell_examples
+from iclab.layered import LayeredRuntime, layered_teacher_forced
 from iclab.models import HeadLayout
 from iclab.runtime import Runtime
 from iclab.scoring import Encoded, encode, pad_token_id, teacher_forced
@@ -52,8 +53,8 @@ def layer_conditions(layout: HeadLayout, layer: int) -> list[Condition]:
     return [Condition(layer, h) for h in range(layout.n_heads)] + [Condition(layer)]
 
 
-def evaluate_masks(runtime: Runtime, tokenizer, examples: Sequence[Example], masks: np.ndarray,
-                   layout: HeadLayout, token_budget: int, max_batch: int,
+def evaluate_masks(runtime: Runtime | LayeredRuntime, tokenizer, examples: Sequence[Example],
+                   masks: np.ndarray, layout: HeadLayout, token_budget: int, max_batch: int,
                    progress: bool = True) -> pd.DataFrame:
     """Score every example under every mask `masks[m, layer, head]` in shared batches.
 
@@ -64,15 +65,20 @@ def evaluate_masks(runtime: Runtime, tokenizer, examples: Sequence[Example], mas
                             pad_token_id(tokenizer), token_budget, max_batch, progress)
 
 
-def evaluate_encoded(runtime: Runtime, encoded: Sequence[Encoded], items: Sequence[int],
+def evaluate_encoded(runtime: Runtime | LayeredRuntime, encoded: Sequence[Encoded], items: Sequence[int],
                      masks: np.ndarray, layout: HeadLayout, pad_id: int, token_budget: int,
                      max_batch: int, progress: bool = True) -> pd.DataFrame:
     """`evaluate_masks` for rows already split into prompt and answer tokens (any token data,
-    e.g. the toy models' synthetic sequences)."""
-    rows: list[Encoded] = [e for _ in range(len(masks)) for e in encoded]
-    row_masks = np.repeat(masks, len(encoded), axis=0)
-    scored = teacher_forced(runtime, rows, layout, pad_id, token_budget, max_batch,
-                            progress=progress, head_masks=row_masks)
+    e.g. the toy models' synthetic sequences). A `LayeredRuntime` reuses the baseline's layers
+    below each mask's first ablated layer (`iclab.layered`); a `Runtime` runs full passes."""
+    if isinstance(runtime, LayeredRuntime):
+        scored = pd.concat(layered_teacher_forced(runtime, encoded, masks, pad_id, token_budget,
+                                                  max_batch, progress), ignore_index=True)
+    else:
+        rows: list[Encoded] = [e for _ in range(len(masks)) for e in encoded]
+        row_masks = np.repeat(masks, len(encoded), axis=0)
+        scored = teacher_forced(runtime, rows, layout, pad_id, token_budget, max_batch,
+                                progress=progress, head_masks=row_masks)
     return pd.DataFrame({
         "mask": np.repeat(np.arange(len(masks)), len(encoded)),
         "item": [item for _ in range(len(masks)) for item in items],
@@ -81,7 +87,7 @@ def evaluate_encoded(runtime: Runtime, encoded: Sequence[Encoded], items: Sequen
     })
 
 
-def sweep(runtime: Runtime, tokenizer, examples: Sequence[Example],
+def sweep(runtime: Runtime | LayeredRuntime, tokenizer, examples: Sequence[Example],
           conditions: Sequence[Condition], layout: HeadLayout, token_budget: int, max_batch: int,
           progress: bool = True) -> pd.DataFrame:
     """Per condition and example: correct and gold log-prob under that ablation."""

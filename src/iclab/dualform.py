@@ -36,6 +36,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from iclab.architecture import architecture
 from iclab.heads import output_projections
 from iclab.tasks import Item, TaskData, balanced_draw, format_prompt
 
@@ -70,23 +71,13 @@ def dual_form(w_k: np.ndarray, w_v: np.ndarray, demos: np.ndarray, query_tokens:
 
 def kv_modules(model: nn.Module) -> list[tuple[nn.Module, ...]]:
     """Per layer, the modules holding the key and value projections."""
-    base = model.base_model
-    if hasattr(base, "layers"):
-        return [(layer.self_attn.k_proj, layer.self_attn.v_proj) for layer in base.layers]
-    if hasattr(base, "h"):
-        return [(block.attn.c_attn,) for block in base.h]  # fused q|k|v
-    raise TypeError(f"no known key/value projections in {type(model).__name__}")
+    return architecture(model).key_value_modules(model)
 
 
 def query_projections(model: nn.Module) -> list[tuple[nn.Module, int | None]]:
     """Per layer, the module whose output holds the query vectors and how many leading output
     features are the query (None: all; GPT-2's fused q|k|v puts the query first)."""
-    base = model.base_model
-    if hasattr(base, "layers"):
-        return [(layer.self_attn.q_proj, None) for layer in base.layers]
-    if hasattr(base, "h"):
-        return [(block.attn.c_attn, model.config.n_embd) for block in base.h]
-    raise TypeError(f"no known query projection in {type(model).__name__}")
+    return architecture(model).query_modules(model)
 
 
 @contextmanager

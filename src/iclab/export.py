@@ -191,3 +191,10 @@ def encoded_parity_check(model: nn.Module, encoded: list, pad_id: int, onnx_path
     report["passed"] = bool(report["max_abs_diff_unablated"] <= tolerance
                             and report["max_abs_diff_ablated"] <= tolerance)
     return report
+
+
+def require_parity(report: dict, graph: str, model: str, difference: float) -> None:
+    """Fail the export when its parity report did not pass, naming the graph and the gap."""
+    if not report["passed"]:
+        raise RuntimeError(f"{graph} parity failed for {model}: max abs difference "
+                           f"{difference:.3g} > tolerance {report['tolerance']}")

@@ -13,17 +13,14 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from iclab.architecture import architecture
 from iclab.models import head_layout
 
 
 def output_projections(model: nn.Module) -> list[nn.Module]:
     """The per-layer attention output projections, in layer order."""
-    base = model.base_model
-    if hasattr(base, "layers"):  # Llama family (Llama, Mistral, Qwen2, SmolLM2, ...)
-        return [layer.self_attn.o_proj for layer in base.layers]
-    if hasattr(base, "h"):  # GPT-2
-        return [block.attn.c_proj for block in base.h]
-    raise TypeError(f"no known attention output projection in {type(model).__name__}")
+    family = architecture(model)
+    return [family.projection(block) for block in family.block_list(model)]
 
 
 @contextmanager

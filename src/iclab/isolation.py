@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from iclab.architecture import architecture
 from iclab.attention_metrics import relevant_token_mask
 from iclab.tasks import Example, TaskError
 
@@ -38,12 +39,7 @@ class IsolationRow:
 
 def attention_modules(model: nn.Module) -> list[nn.Module]:
     """Each layer's attention module, whose `attention_mask` keyword the pre-hook edits."""
-    base = model.base_model
-    if hasattr(base, "layers"):
-        return [layer.self_attn for layer in base.layers]
-    if hasattr(base, "h"):
-        return [block.attn for block in base.h]
-    raise TypeError(f"no known attention modules in {type(model).__name__}")
+    return architecture(model).attention_modules(model)
 
 
 @contextmanager

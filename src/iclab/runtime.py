@@ -135,11 +135,12 @@ def require_cuda() -> None:
 
 
 def create_runtime(onnx_path: str | Path, provider: str = "auto", threads: int = 1,
-                   fp16: bool = False) -> Runtime:
+                   fp16: bool = False, spin: bool = True) -> Runtime:
     """Open `onnx_path` on the requested provider and read back what onnxruntime really chose.
 
     onnxruntime-gpu lists CUDA as available even without a GPU and then silently falls back to
-    CPU; we detect that: `cuda` becomes an error, `auto` records the CPU provider.
+    CPU; we detect that: `cuda` becomes an error, `auto` records the CPU provider. `spin=False`
+    stops idle intra-op threads from busy-waiting (for sessions that run in turn).
     """
     import onnxruntime as ort
     from onnxruntime.capi import onnxruntime_pybind11_state as state
@@ -149,6 +150,8 @@ def create_runtime(onnx_path: str | Path, provider: str = "auto", threads: int =
     options.intra_op_num_threads = max(1, int(threads))
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if not spin:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     want_cuda = provider == "cuda" or (
         provider == "auto" and PROVIDERS["cuda"] in ort.get_available_providers())
     providers = [PROVIDERS["cuda"], PROVIDERS["cpu"]] if want_cuda else [PROVIDERS["cpu"]]

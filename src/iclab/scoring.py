@@ -122,6 +122,25 @@ def common_prefix_length(sequences: Sequence[list[int]]) -> int:
     return length
 
 
+GraphRow = tuple[int, list[int], bool, bool]  # (row, tokens after the prompt, read the answer?,
+#                                               read answer + stop?)
+
+
+def graph_rows_of(encoded: Sequence[Encoded]) -> tuple[list[GraphRow], list[list[int]]]:
+    """The sequences the graph runs for `encoded` rows (one or two per row, see
+    `_continuations`) and what each one reads."""
+    graph_rows: list[GraphRow] = []
+    for i, e in enumerate(encoded):
+        conts = _continuations(e)
+        graph_rows += [(i, c, j == 0, j == len(conts) - 1) for j, c in enumerate(conts)]
+    return graph_rows, [encoded[i].prompt_ids + c[:-1] for i, c, _, _ in graph_rows]
+
+
+def shared_prefix_length(encoded: Sequence[Encoded], sequences: Sequence[list[int]]) -> int:
+    """Tokens every sequence starts with, short of the last prompt token (whose output is read)."""
+    return min(common_prefix_length(sequences), min(len(e.prompt_ids) for e in encoded) - 1)
+
+
 def teacher_forced(runtime: Runtime, encoded: Sequence[Encoded], layout: HeadLayout,
                    pad_id: int, token_budget: int, max_batch: int, progress: bool = True,
                    head_masks: np.ndarray | None = None) -> pd.DataFrame:
@@ -138,11 +157,7 @@ def teacher_forced(runtime: Runtime, encoded: Sequence[Encoded], layout: HeadLay
     model's prefix states do not depend on what follows.
     """
     results: dict[int, dict] = {i: {} for i in range(len(encoded))}
-    graph_rows = []  # (row, tokens after the prompt, read the answer?, read answer + stop?)
-    for i, e in enumerate(encoded):
-        conts = _continuations(e)
-        graph_rows += [(i, c, j == 0, j == len(conts) - 1) for j, c in enumerate(conts)]
-    sequences = [encoded[i].prompt_ids + c[:-1] for i, c, _, _ in graph_rows]
+    graph_rows, sequences = graph_rows_of(encoded)
     masks = full_head_mask(1, layout) if head_masks is None else np.asarray(head_masks,
                                                                             np.float32)
     mask_ids = (np.zeros(len(graph_rows), dtype=np.int64) if head_masks is None
@@ -150,8 +165,7 @@ def teacher_forced(runtime: Runtime, encoded: Sequence[Encoded], layout: HeadLay
     distinct, mask_of_row = np.unique(masks.reshape(len(masks), -1)[mask_ids], axis=0,
                                       return_inverse=True)
     distinct = distinct.reshape(-1, layout.n_layers, layout.n_heads)
-    shared = min(common_prefix_length(sequences),
-                 min(len(encoded[i].prompt_ids) for i, _, _, _ in graph_rows) - 1)
+    shared = shared_prefix_length(encoded, sequences)
     shared = shared if runtime.has_cache and shared >= MIN_SHARED_PREFIX else 0
     per_mask = max(1, CACHE_BYTES // max(1, shared * runtime.cache_bytes_per_token))
     chunks = [range(start, min(start + per_mask, len(distinct)))
@@ -176,14 +190,14 @@ def teacher_forced(runtime: Runtime, encoded: Sequence[Encoded], layout: HeadLay
             logprobs = runtime.run(feeds)  # [B, K, V]
             bar.update(len(chunk_rows))
             for b, r in enumerate(chunk_rows):
-                _read_row(results[graph_rows[r][0]], encoded[graph_rows[r][0]], graph_rows[r],
+                read_row(results[graph_rows[r][0]], encoded[graph_rows[r][0]], graph_rows[r],
                           logprobs[b])
     bar.close()
     return pd.DataFrame([results[i] for i in range(len(encoded))],
                         columns=["correct", "gold_logprob", "first_token_rank", "argmax_ids"])
 
 
-def _read_row(result: dict, e: Encoded, graph_row: tuple, logprobs: np.ndarray) -> None:
+def read_row(result: dict, e: Encoded, graph_row: tuple, logprobs: np.ndarray) -> None:
     """Metrics of one graph row from its log-probs `[K, V]` at the answer (+ stop) positions."""
     _, cont, reads_answer, reads_stop = graph_row
     if reads_answer:

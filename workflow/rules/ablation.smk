@@ -6,8 +6,8 @@ rule ablation_shard:
     on the scoring half of 2 x n_test items (importance is ranked on the other half)."""
     input:
         card="resources/models/{model}/model.json",
-        onnx="resources/onnx/{model}/model.onnx",
-        parity="resources/onnx/{model}/parity.json",
+        graphs="resources/onnx/{model}/layered",
+        parity="resources/onnx/{model}/layered_parity.json",
         task_files=task_files,
     output:
         f"{ABLATION_DIR}/{{shard}}.parquet",
@@ -79,7 +79,8 @@ rule pruning_curve:
     Wilson intervals each step, on the sweep's items (not those importance was ranked on)."""
     input:
         card="resources/models/{model}/model.json",
-        onnx="resources/onnx/{model}/model.onnx",
+        graphs="resources/onnx/{model}/layered",
+        parity="resources/onnx/{model}/layered_parity.json",
         importance=f"{ABLATION_DIR}/importance.parquet",
         task_files=task_files,
     output:

@@ -19,3 +19,26 @@ rule export_onnx:
         runtime=RUNTIME,
     script:
         "../../scripts/export_onnx.py"
+
+
+rule export_layered:
+    """One ONNX graph per stage (embedding, each block, final norm + LM head): sweeps start at
+    the first ablated layer and broadcast one prefix cache; parity vs PyTorch."""
+    input:
+        card="resources/models/{model}/model.json",
+    output:
+        graphs=directory("resources/onnx/{model}/layered"),
+        parity="resources/onnx/{model}/layered_parity.json",
+    log:
+        "logs/export_layered/{model}.log",
+    benchmark:
+        "results/benchmarks/export_layered/{model}.tsv"
+    conda:
+        "../../envs/inference.yaml"
+    threads: RUNTIME["threads"]
+    resources:
+        mem_mb=8000,
+    params:
+        export=config["export"],
+    script:
+        "../../scripts/export_layered.py"
