@@ -11,7 +11,7 @@ import torch
 
 from iclab.export import require_parity
 from iclab.export_layered import export_layered, layered_parity_check
-from iclab.io import write_json
+from iclab.io import sha256_file, sha256_json, write_json
 from iclab.models import load_saved
 from iclab.scoring import encode, pad_token_id
 from iclab.tasks import build_examples
@@ -27,6 +27,8 @@ examples = build_examples("copy", settings["parity_examples"], shots=3, seed=0,
 encoded = [encode(tokenizer, e.prompt, e.target) for e in examples]
 report = layered_parity_check(model, encoded, pad_token_id(tokenizer), out_dir, sm.threads,
                               settings["parity_tolerance"])
+stages = [manifest["embed"], *manifest["blocks"], manifest["head"]]
+report["onnx_sha256"] = sha256_json({name: sha256_file(out_dir / name) for name in stages})
 log.info("layered parity: %s", report)
 require_parity(report, "layered graphs' (gold log-prob, first argmax)", sm.wildcards.model,
                report["max_abs_diff_gold_logprob"])

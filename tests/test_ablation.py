@@ -262,3 +262,17 @@ def test_check_item_split():
     with pytest.raises(ValueError, match="one scored"):
         check_item_split(effects_table, pd.DataFrame([{**cell, "importance_items": "2;4"}]),
                          pruning.assign(items="1;5"))
+
+
+def test_pruning_plan_orders_steps_and_masks():
+    from iclab.ablation import pruning_plan
+
+    layout = HeadLayout(2, 4, 8)
+    importance = np.arange(8, dtype=float).reshape(2, 4)[::-1]  # layer 1's heads least important
+    steps, masks = pruning_plan(importance, layout, step=0.25, random_orders=2)
+    assert [s[:2] for s in steps[::4]] == [("importance", -1), ("random", 0), ("random", 1)]
+    assert [s[2:] for s in steps[:4]] == [(0.0, 0), (0.25, 2), (0.5, 4), (0.75, 6)]
+    assert masks.shape == (12, 2, 4)
+    assert masks[1, 1, :2].sum() == 0.0 and masks[1].sum() == 6  # least important two first
+    removed = (masks == 0).reshape(12, -1).sum(axis=1)
+    assert removed.tolist() == [0, 2, 4, 6] * 3

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from iclab.attention import attention_feeds, export_attention_onnx, torch_attention
@@ -156,3 +157,17 @@ def test_attention_graph_parity(tiny, tokenizer, tmp_path):
     # rows are distributions over the unpadded prefix (causal: nothing after the query)
     np.testing.assert_allclose(onnx_rows.sum(-1), 1.0, atol=1e-5)
     assert onnx_rows[1, :, :, 0, 20:].max() == 0.0
+
+
+def test_metric_rows_and_top_heads():
+    from iclab.attention_tables import metric_rows, top_heads
+
+    relevant = np.array([True, False, True])
+    first = metric_rows(3, 10, relevant, {"aq": np.array([[0.1, 0.9], [0.5, 0.2]]),
+                                          "af": np.zeros((2, 2))})
+    assert len(first) == 4
+    assert first[1] == {"item": 3, "layer": 0, "head": 1, "relevant_tokens": 2,
+                        "prompt_tokens": 10, "aq": 0.9, "af": 0.0}
+    second = metric_rows(4, 10, relevant, {"aq": np.array([[0.1, 0.1], [0.9, 0.2]]),
+                                           "af": np.zeros((2, 2))})
+    assert top_heads(pd.DataFrame(first + second), 2) == [(1, 0), (0, 1)]  # means 0.7, 0.5

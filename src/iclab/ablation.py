@@ -196,6 +196,20 @@ def pruning_masks(order: Sequence[tuple[int, int]], layout: HeadLayout,
     return masks
 
 
+def pruning_plan(importance: np.ndarray, layout: HeadLayout, step: float, random_orders: int
+                 ) -> tuple[list[tuple[str, int, float, int]], np.ndarray]:
+    """Steps `(order, order seed, fraction removed, heads removed)` and their cumulative masks
+    `[step, layer, head]`: every `step` fraction, least important first (seed -1), then
+    `random_orders` random orders (seeds 0, 1, ...)."""
+    fractions = np.round(np.arange(0.0, 1.0, step), 6).tolist()
+    orders = [("importance", -1, importance_order(importance))]
+    orders += [("random", seed, random_order(layout, seed)) for seed in range(random_orders)]
+    total = layout.n_layers * layout.n_heads
+    steps = [(name, seed, f, int(round(f * total))) for name, seed, _ in orders for f in fractions]
+    masks = np.concatenate([pruning_masks(order, layout, fractions) for _, _, order in orders])
+    return steps, masks
+
+
 def importance_order(importance: np.ndarray) -> list[tuple[int, int]]:
     """Heads from least to most important (ties broken by position, deterministic)."""
     flat = np.argsort(importance, axis=None, kind="stable")

@@ -146,3 +146,21 @@ def importance_vs_effects(importance: pd.DataFrame, effects: pd.DataFrame,
                      "spearman_accuracy_harm": float(rho_acc.statistic),
                      "p_accuracy_harm": float(rho_acc.pvalue)})
     return pd.DataFrame(rows)
+
+
+def pruning_summary(scored: pd.DataFrame, steps: Sequence[tuple[str, int, float, int]],
+                    items: Sequence[int]) -> pd.DataFrame:
+    """Accuracy (Wilson 95%) and mean gold log-prob per pruning step: `scored` holds the rows
+    of `evaluate_masks` (mask = step index), `steps` each step's (order, order seed, fraction
+    removed, heads removed), `items` the scored items."""
+    from iclab.metrics import wilson_interval
+
+    summary = scored.groupby("mask").agg(n_correct=("correct", "sum"), accuracy=("correct", "mean"),
+                                         mean_gold_logprob=("gold_logprob", "mean")).reset_index()
+    summary[["ci_low", "ci_high"]] = pd.DataFrame(
+        [wilson_interval(k, len(items)) for k in summary["n_correct"]], index=summary.index)
+    summary[["order", "order_seed", "fraction_removed", "heads_removed"]] = pd.DataFrame(
+        list(steps), index=summary.index)
+    summary["n"] = len(items)
+    summary["items"] = item_ids(items)
+    return summary.drop(columns="mask")

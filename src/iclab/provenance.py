@@ -71,7 +71,8 @@ def providers_used(paths: Iterable[str | Path]) -> list[str]:
     return sorted(found)
 
 
-GRAPH_OF_REPORT = {"parity.json": "model", "attention_parity.json": "attention"}
+GRAPH_OF_REPORT = {"parity.json": "model", "attention_parity.json": "attention",
+                   "layered_parity.json": "layered"}  # layered: one hash over its stage graphs
 
 
 def model_record(name: str, sources: Sequence[Path]) -> dict:

@@ -180,6 +180,7 @@ def provenance_sources():
     sources += label_sample_outputs(suffix=".meta.json")
     if ABLATION["cells"]:
         sources += [path for wc in ablation_cells() for path in ablation_shards(wc)]
+        sources += [f"resources/onnx/{model}/layered_parity.json" for model in MODELS]
         sources += [f"{d}/pruning.parquet" for d in cell_dirs("ablation")]
     if ATTENTION["cells"]:
         sources += [f"resources/onnx/{model}/attention_parity.json" for model in MODELS]
