@@ -41,7 +41,8 @@ test-slurm: $(STAMP)
 
 ## bench: benchmarks on the default model (+ per-rule cost of the last `make run`); JSON with the machine in benchmarks/results/
 bench: $(STAMP)
-	$(SNAKEMAKE) --cores $(CORES) --configfile config/config.yaml $(PROFILE) resources/onnx/smollm2-135m/parity.json
+	$(SNAKEMAKE) --cores $(CORES) --configfile config/config.yaml $(PROFILE) resources/onnx/smollm2-135m/parity.json \
+	  resources/onnx/smollm2-135m/layered_parity.json
 	$(BIN)/python benchmarks/ablation_sweep.py
 	$(BIN)/python benchmarks/decode.py
 	$(BIN)/python benchmarks/ort_vs_torch.py
