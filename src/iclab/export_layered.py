@@ -14,6 +14,7 @@ from transformers import AttentionInterface
 
 from iclab.architecture import Architecture, architecture
 from iclab.export import kv_shape
+from iclab.heads import projection_masked
 from iclab.io import write_json
 from iclab.models import head_layout
 
@@ -76,21 +77,11 @@ class BlockGraph(nn.Module):
         self.layout = head_layout(model.config)
 
     def forward(self, hidden, position_ids, head_mask, past_key, past_value):
-        layout, captured = self.layout, []
-
-        def scale(module, args):
-            hook_z = args[0]  # [B, T, H * D]
-            batch, length, _ = hook_z.shape
-            per_head = hook_z.view(batch, length, layout.n_heads, layout.head_dim)
-            return ((per_head * head_mask[:, None, :, None]).view(batch, length, -1),)
-
-        handle = self.family.projection(self.block).register_forward_pre_hook(scale)
-        try:
+        captured: list = []
+        with projection_masked(self.family.projection(self.block), head_mask, self.layout):
             out = self.block(hidden, attention_mask=None, prefix_key=past_key,
                              prefix_value=past_value, capture=captured,
                              **self.family.block_inputs(self.model, hidden, position_ids))
-        finally:
-            handle.remove()
         out = out[0] if isinstance(out, tuple) else out
         return out, captured[0], captured[1]
 

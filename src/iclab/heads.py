@@ -8,13 +8,13 @@ projection (Llama `o_proj`, GPT-2 `c_proj`) multiplies head h of layer l by
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 import torch
 from torch import nn
 
 from iclab.architecture import architecture
-from iclab.models import head_layout
+from iclab.models import HeadLayout, head_layout
 
 
 def output_projections(model: nn.Module) -> list[nn.Module]:
@@ -24,22 +24,29 @@ def output_projections(model: nn.Module) -> list[nn.Module]:
 
 
 @contextmanager
-def head_mask_applied(model: nn.Module, head_mask: torch.Tensor) -> Iterator[None]:
-    """Within the block, scale each head's output `hook_z` by `head_mask[batch, layer, head]`."""
-    layout = head_layout(model.config)
-    projections = output_projections(model)
-    handles = []
-    for layer, proj in enumerate(projections):
-        def scale(module, args, layer=layer):
-            hook_z = args[0]  # [batch, pos, heads * head_dim]
-            batch, pos, _ = hook_z.shape
-            per_head = hook_z.view(batch, pos, layout.n_heads, layout.head_dim)
-            mask = head_mask[:, layer].to(hook_z.dtype)[:, None, :, None]
-            return ((per_head * mask).view(batch, pos, -1),) + tuple(args[1:])
+def projection_masked(projection: nn.Module, mask: torch.Tensor,
+                      layout: HeadLayout) -> Iterator[None]:
+    """Within the block, scale the input `hook_z` of one output projection per head by
+    `mask[batch, head]`."""
+    def scale(module, args):
+        hook_z = args[0]  # [batch, pos, heads * head_dim]
+        batch, pos, _ = hook_z.shape
+        per_head = hook_z.view(batch, pos, layout.n_heads, layout.head_dim)
+        scaled = per_head * mask.to(hook_z.dtype)[:, None, :, None]
+        return (scaled.view(batch, pos, -1),) + tuple(args[1:])
 
-        handles.append(proj.register_forward_pre_hook(scale))
+    handle = projection.register_forward_pre_hook(scale)
     try:
         yield
     finally:
-        for handle in handles:
-            handle.remove()
+        handle.remove()
+
+
+@contextmanager
+def head_mask_applied(model: nn.Module, head_mask: torch.Tensor) -> Iterator[None]:
+    """Within the block, scale each head's output `hook_z` by `head_mask[batch, layer, head]`."""
+    layout = head_layout(model.config)
+    with ExitStack() as stack:
+        for layer, projection in enumerate(output_projections(model)):
+            stack.enter_context(projection_masked(projection, head_mask[:, layer], layout))
+        yield
