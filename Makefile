@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(SNAKEMAKE) --cores $(CORES) --configfile config/config.yaml $(PROFILE) resources/onnx/smollm2-135m/parity.json \
 	  resources/onnx/smollm2-135m/layered_parity.json
 	$(BIN)/python benchmarks/ablation_sweep.py
+	$(BIN)/python benchmarks/patch_sweep.py
 	$(BIN)/python benchmarks/decode.py
 	$(BIN)/python benchmarks/ort_vs_torch.py
 	$(BIN)/python benchmarks/flops.py

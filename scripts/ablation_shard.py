@@ -4,6 +4,8 @@ from iclab.rulelog import route_to_log
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 log = route_to_log(sm)
 
+import numpy as np
+
 from iclab.ablation import Condition, cell_halves, layer_conditions, sweep
 from iclab.io import write_table
 from iclab.layered import create_layered_runtime
@@ -12,16 +14,19 @@ from iclab.models import saved_model_info
 wc, runtime_cfg = sm.wildcards, sm.params.runtime
 card, layout, tokenizer = saved_model_info(sm.input.card)
 _, examples = cell_halves(wc, sm.params.task_settings, **sm.params.cell)  # the scoring half
+method = "mean" if wc.shard.startswith("mean-") else "zero"
 if wc.shard == "baseline":
     conditions = [Condition()]
 else:
-    first, last = (int(v) for v in wc.shard.removeprefix("layers").split("-"))
+    first, last = (int(v) for v in wc.shard.removeprefix("mean-").removeprefix("layers")
+                   .split("-"))
     conditions = [c for layer in range(first, last + 1) for c in layer_conditions(layout, layer)]
 runtime = create_layered_runtime(sm.input.graphs, runtime_cfg["provider"], sm.threads,
                                  runtime_cfg["fp16"])
+replacement = np.load(sm.input.means[0])["means"] if method == "mean" else None
 results = sweep(runtime, tokenizer, examples, conditions, layout, runtime_cfg["token_budget"],
-                runtime_cfg["max_batch"])
+                runtime_cfg["max_batch"], replacement=replacement)
 results["provider"] = runtime.provider
 write_table(sm.output[0], results)
-log.info("%s: %d conditions x %d examples on %s", wc.shard, len(conditions), len(examples),
-         runtime.provider)
+log.info("%s (%s ablation): %d conditions x %d examples on %s", wc.shard, method,
+         len(conditions), len(examples), runtime.provider)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from iclab.ablation_tables import primary_method
 from iclab.attention_metrics import HEAD_METRICS
 from iclab.attention_tables import metrics_vs_effects
 from iclab.cells import CELL_KEYS, read_cell_table
@@ -22,7 +23,7 @@ average = (per_example.groupby(CELL_KEYS)[HEAD_METRICS].mean().reset_index()
 induction = pd.concat([pd.read_parquet(p).assign(model=Path(p).parent.name)
                        for p in sm.input.induction], ignore_index=True)
 induction = induction[["model"] + [c for c in induction.columns if c != "model"]]
-effects = (pd.read_csv(sm.input.effects[0]) if sm.input.effects
+effects = (primary_method(pd.read_csv(sm.input.effects[0])) if sm.input.effects
            else pd.DataFrame(columns=[*CELL_KEYS, "kind", "layer", "head", "delta_logprob"]))
 correlation = metrics_vs_effects(metrics, induction, effects)
 rows = pd.concat([read_cell_table(p) for p in sm.input.rows], ignore_index=True)

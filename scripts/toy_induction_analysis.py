@@ -42,6 +42,7 @@ table, verdict = pipeline_analysis(
     known or [(trained["induction_layer"], trained["induction_head"])])
 if not known:  # ranks are still reported, for the best prefix-matching head
     verdict.update(applicable=False, found_by_ablation=None, found_by_prefix_matching=None,
+                   found_by_patching=None, found_by_atp_star=None,
                    reason=f"no head reached prefix matching {settings['prefix_threshold']}")
 else:
     verdict.update(applicable=True, reason="")

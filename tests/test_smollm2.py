@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import REPO
 
 from iclab.export import export_onnx
 from iclab.models import acquire, head_layout, load_saved
@@ -34,6 +35,16 @@ def smollm2(cache_dir):
     if not onnx_path.exists():
         export_onnx(model, onnx_path)
     return model, tokenizer, onnx_path
+
+
+@pytest.fixture(scope="module")
+def layered_dir(smollm2, cache_dir):
+    from iclab.export_layered import export_layered
+
+    directory = cache_dir / "onnx" / "smollm2-135m-layered"
+    if not (directory / "layered.json").exists():
+        export_layered(smollm2[0], directory)
+    return directory
 
 
 def test_card_facts(smollm2, cache_dir):
@@ -84,7 +95,7 @@ def test_correct_and_prediction_agree_with_generate(smollm2):
     assert runs_past >= 1, "the sample must cover rows where greedy runs past the answer"
 
 
-def test_prefix_and_layer_reuse_equal_full_pass(smollm2, cache_dir, monkeypatch):
+def test_prefix_and_layer_reuse_equal_full_pass(smollm2, layered_dir, monkeypatch):
     """A sweep over shared-demonstration prompts gives the full pass's numbers both through the
     single graph's prefix cache (one prefix pass per head mask, then each item's own tokens) and
     through the stage graphs (each mask from its first ablated layer, prefix cache broadcast)."""
@@ -92,13 +103,9 @@ def test_prefix_and_layer_reuse_equal_full_pass(smollm2, cache_dir, monkeypatch)
 
     import iclab.scoring
     from iclab.ablation import evaluate_masks
-    from iclab.export_layered import export_layered
     from iclab.layered import create_layered_runtime
 
     model, tokenizer, onnx_path = smollm2
-    layered_dir = cache_dir / "onnx" / "smollm2-135m-layered"
-    if not (layered_dir / "layered.json").exists():
-        export_layered(model, layered_dir)
     layout = head_layout(model.config)
     runtime = create_runtime(onnx_path, "cpu", 2)
     examples = build_examples("copy", 6, 2, seed=0, demonstrations="shared")
@@ -114,3 +121,47 @@ def test_prefix_and_layer_reuse_equal_full_pass(smollm2, cache_dir, monkeypatch)
         assert np.abs(scored["gold_logprob"] - full["gold_logprob"]).max() <= 1e-4
         assert (scored["correct"] == full["correct"]).all()
     assert cached.groupby("mask")["gold_logprob"].mean().nunique() == 4  # masks do differ
+
+
+def test_patch_and_vector_sweeps_equal_pytorch_hooks(smollm2, layered_dir):
+    """Todd et al.'s intervention on SmolLM2 through the layered graphs: each head's clean mean
+    patched at the last token of shuffled-label antonym prompts (every head in one sweep), and a
+    function-vector-sized edit of the residual stream, equal per-head PyTorch hook passes."""
+    import numpy as np
+
+    from iclab.function_vectors import head_means, score_with_vector
+    from iclab.layered import create_layered_runtime
+    from iclab.mediation import (
+        last_token_patch_sweep,
+        mediation_parts,
+        residual_vector_sweep,
+        shuffled_label_examples,
+    )
+    from iclab.patching import head_contributions, patched_first_token_probs
+    from iclab.scoring import pad_token_id
+
+    model, tokenizer, _ = smollm2
+    torch.set_num_threads(2)
+    pad = pad_token_id(tokenizer)
+    runtime = create_layered_runtime(layered_dir, "cpu", 2)
+    examples = build_examples("antonyms", 9, 10, seed=0,
+                              settings={"type": "custom",
+                                        "path": str(REPO / "config" / "tasks" / "antonyms.jsonl")})
+    mean_part, patch_part, _ = mediation_parts(examples)
+    means = head_means(model, [encode(tokenizer, ex.prompt, ex.target) for ex in mean_part], pad)
+    rows = [encode(tokenizer, ex.prompt, ex.target)
+            for ex in shuffled_label_examples(patch_part, seed=0)]
+    base, swept = last_token_patch_sweep(runtime, rows, means[None], progress=False)
+    for layer, head in [(0, 0), (14, 4), (20, 5), (29, 8)]:
+        reference = patched_first_token_probs(model, rows, pad, layer, head,
+                                              np.repeat(means[None, layer, head], len(rows), 0))
+        assert np.abs(np.log(swept[:, layer, head]) - np.log(reference)).max() <= 1e-3
+    assert np.abs(swept - base[:, None, None]).max() > 1e-3
+    vector = head_contributions(model, means)[20, 5] * 10
+    vectors = residual_vector_sweep(runtime, rows, {"fv": vector}, [0, 10, 29], progress=False)
+    for layer in (0, 10, 29):
+        got = vectors[vectors["layer"] == layer].sort_values("row")
+        reference = score_with_vector(model, rows, pad, layer, vector)
+        assert np.abs(got["gold_logprob"].to_numpy()
+                      - reference["gold_logprob"].to_numpy()).max() <= 1e-3
+        assert (got["correct"].to_numpy() == reference["correct"].to_numpy()).all()

@@ -207,3 +207,10 @@ def test_two_layers_jump_and_one_layer_does_not():
     heads = [(r.layer, r.head) for r in final.itertuples() if r.prefix_matching >= 0.5]
     removed = ablate_induction_heads(results[2][0], DEFAULTS, heads, seed=0)
     assert removed["fraction_removed_low"] > 0.5
+    # Last-token patching and AtP* (Kramár et al. 2024) both put an induction head on top
+    from iclab.toy_induction import patching_scores
+
+    patching = patching_scores(results[2][0], DEFAULTS, 64, seed=0)
+    for score in ("patch_effect", "atp_star"):
+        top = patching.loc[patching[score].idxmax()]
+        assert (int(top["layer"]), int(top["head"])) in heads, (score, patching)

@@ -107,25 +107,63 @@ def test_analysis_tables(run_dir):
 def test_ablation_tables(run_dir):
     tables = run_dir / "results" / "tables"
     head_effects = pd.read_csv(tables / "head_effects.csv")
-    assert len(head_effects) == 2 * 2 * (2 * 4 + 2)  # models x cells x (heads + layers)
+    # models x cells x methods (zero, mean) x (heads + layers)
+    assert len(head_effects) == 2 * 2 * 2 * (2 * 4 + 2)
     assert set(head_effects["kind"]) == {"head", "layer"}
+    assert set(head_effects["method"]) == {"zero", "mean"}
     n_by_cell = head_effects.groupby("variant")["n"].unique().to_dict()
     assert {k: list(v) for k, v in n_by_cell.items()} == {"default": [4], "arbitrary": [3]}
+    # the methods score the same items against the same baseline, with different ablations
+    wide = head_effects.pivot_table(index=["model", "variant", "condition"], columns="method",
+                                    values=["baseline_accuracy", "delta_logprob"])
+    assert (wide["baseline_accuracy"]["zero"] == wide["baseline_accuracy"]["mean"]).all()
+    assert (wide["delta_logprob"]["zero"] != wide["delta_logprob"]["mean"]).any()
+    methods = pd.read_csv(tables / "ablation_methods.csv")
+    assert len(methods) == 4 and methods["spearman_logprob"].between(-1, 1).all()
+    assert (methods["heads"] == 8).all()
     flags = pd.read_csv(tables / "head_flag_counts.csv")
-    assert len(flags) == 4 and flags["null"].tolist().count(True) == 2
+    assert len(flags) == 8 and flags["null"].tolist().count(True) == 4
     assert (flags["flagged"] == flags["hurts"] + flags["helps"]).all()
     assert (flags["ablations"] == 10).all()
     importance = pd.read_csv(tables / "head_importance.csv")
     norms = importance.groupby(["model", "variant", "layer"])["importance"].apply(lambda v: (v ** 2).sum())
     assert norms.round(6).eq(1).all()
     correlation = pd.read_csv(tables / "importance_vs_ablation.csv")
-    assert len(correlation) == 4
+    assert len(correlation) == 8  # models x cells x methods
     assert correlation["spearman_logprob_harm"].dropna().between(-1, 1).all()
     pruning = pd.read_csv(tables / "pruning_curves.csv")
     assert len(pruning) == 2 * 2 * 3 * 10
     first = pruning[pruning["fraction_removed"] == 0]
     # step 0 of every order is the unablated model
     assert first.groupby(["model", "variant"])["mean_gold_logprob"].nunique().eq(1).all()
+
+
+def test_mediation_tables(run_dir):
+    """Every head patched into 3 shuffled-label prompts per model; tiny random models have no
+    clean − shuffled gap, so the cells say they are not applicable, with the reason."""
+    tables = run_dir / "results" / "tables"
+    heads = pd.read_csv(tables / "head_aie.csv")
+    assert len(heads) == 2 * 8 and (heads["n"] == 3).all()
+    assert (heads["aie_low"] <= heads["aie"]).all() and (heads["aie"] <= heads["aie_high"]).all()
+    assert heads["q"].between(0, 1).all() and heads["atp"].notna().all()
+    cells = pd.read_csv(tables / "mediation_cells.csv")
+    assert len(cells) == 2
+    assert (cells["reason"].fillna("") != "").eq(~cells["applicable"]).all()
+    attribution = pd.read_csv(tables / "attribution_vs_exact.csv")
+    assert len(attribution) == 2 * 2 and (attribution["exact_forward_passes"] == 3 * 8).all()
+    assert attribution["spearman"].between(-1, 1).all()
+    fv = pd.read_csv(tables / "function_vector.csv")
+    assert len(fv) == 2 * 2 * 3  # models x prompt kinds x (none, fv, random)
+    assert set(fv["condition"]) == {"zero_shot", "zero_shot+fv", "zero_shot+random",
+                                    "shuffled", "shuffled+fv", "shuffled+random"}
+    assert (fv["n"] == 3).all() and (fv["top_k"] == 1).all()
+    layers = pd.read_csv(tables / "function_vector_layers.csv")
+    assert len(layers) == 2 * 2 * (1 + 2 * 2)  # models x prompts x (none + 2 vectors x 2 layers)
+    samples = pd.read_parquet(run_dir / "results" / "mediation" / "tiny-llama" / "copy"
+                              / "default" / "shots2_seed0" / "samples.parquet")
+    clean, shuffled = (samples[samples["part"] == p].reset_index() for p in ("clean", "shuffled"))
+    assert (clean["item"] == shuffled["item"]).all() and (clean["prompt"] != shuffled["prompt"]).all()
+    assert set(samples.groupby("part")["item"].apply(frozenset).map(len)) == {3}
 
 
 def test_attention_tables(run_dir):
@@ -196,7 +234,8 @@ def test_figure_and_report(run_dir):
                  "date_error_by_year", "ablation_heatmaps", "importance_vs_ablation",
                  "pruning_curves", "attention_heatmaps", "attention_rows",
                  "attention_vs_ablation", "dualform_layers", "dualform_accuracy",
-                 "toy_phase_change", "toy_lsa", "loss_by_token_index"):
+                 "toy_phase_change", "toy_lsa", "loss_by_token_index", "ablation_methods",
+                 "aie_heatmap", "function_vector_layers", "attribution_vs_exact"):
         png = run_dir / "results" / "figures" / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     proc = snakemake(run_dir, "--report", "report.html")

@@ -136,11 +136,12 @@ def importance_vs_effects(importance: pd.DataFrame, effects: pd.DataFrame,
 
     heads = effects[effects["kind"] == "head"]
     merged = heads.merge(importance, on=[*keys, "layer", "head"])
+    groups = [*keys, "method"] if "method" in merged else list(keys)
     rows = []
-    for group, frame in merged.groupby(list(keys), sort=True):
+    for group, frame in merged.groupby(groups, sort=True):
         rho_lp = spearmanr(frame["importance"], -frame["delta_logprob"])
         rho_acc = spearmanr(frame["importance"], -frame["delta_accuracy"])
-        rows.append({**dict(zip(keys, group)), "heads": len(frame),
+        rows.append({**dict(zip(groups, group)), "heads": len(frame),
                      "spearman_logprob_harm": float(rho_lp.statistic),
                      "p_logprob_harm": float(rho_lp.pvalue),
                      "spearman_accuracy_harm": float(rho_acc.statistic),
@@ -164,3 +165,43 @@ def pruning_summary(scored: pd.DataFrame, steps: Sequence[tuple[str, int, float,
     summary["n"] = len(items)
     summary["items"] = item_ids(items)
     return summary.drop(columns="mask")
+
+
+METHODS = ("zero", "mean")  # what an ablated head outputs; the first one present is primary
+
+
+def primary_method(effects: pd.DataFrame) -> pd.DataFrame:
+    """The rows of one ablation method (zero if swept, else mean): what other analyses
+    (importance, attention metrics) are related to."""
+    if "method" not in effects:
+        return effects
+    method = next(m for m in METHODS if m in set(effects["method"]))
+    return effects[effects["method"] == method]
+
+
+def compare_methods(effects: pd.DataFrame, top: int = 10) -> pd.DataFrame:
+    """Per cell swept both ways: Spearman ρ between zero- and mean-ablation effects over single
+    heads (Δlog-prob, Δaccuracy), the overlap of their `top` most harmful heads, and how many
+    heads each flags (BH q < 0.05, exact match). Empty unless both methods ran."""
+    from scipy.stats import spearmanr
+
+    columns = [*CELL_KEYS, "heads", "spearman_logprob", "spearman_accuracy",
+               f"top{top}_overlap", "flagged_zero", "flagged_mean"]
+    heads = effects[effects["kind"] == "head"]
+    if "method" not in heads or set(heads["method"]) != set(METHODS):
+        return pd.DataFrame(columns=columns)
+    rows = []
+    for group, frame in heads.groupby(CELL_KEYS, sort=True):
+        wide = {value: frame.pivot(index=["layer", "head"], columns="method", values=value)
+                for value in ("delta_logprob", "delta_accuracy", "hurts", "helps")}
+        harm = {m: set(wide["delta_logprob"][m].nsmallest(top).index) for m in METHODS}
+        flagged = {m: int((wide["hurts"][m] | wide["helps"][m]).sum()) for m in METHODS}
+        rows.append({**dict(zip(CELL_KEYS, group)), "heads": len(wide["delta_logprob"]),
+                     "spearman_logprob": float(spearmanr(wide["delta_logprob"]["zero"],
+                                                         wide["delta_logprob"]["mean"]).statistic),
+                     "spearman_accuracy": float(spearmanr(wide["delta_accuracy"]["zero"],
+                                                          wide["delta_accuracy"]["mean"]).statistic),
+                     f"top{top}_overlap": len(harm["zero"] & harm["mean"])
+                     / min(top, len(wide["delta_logprob"])),
+                     "flagged_zero": flagged["zero"], "flagged_mean": flagged["mean"]})
+    return pd.DataFrame(rows, columns=columns)

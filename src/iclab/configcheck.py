@@ -21,6 +21,8 @@ from iclab.tasks import (
     task_data,
 )
 
+MEDIATION_PARTS = ("head means", "indirect effects", "function-vector evaluation")
+
 
 class ConfigError(ValueError):
     """The configuration is schema-valid but cannot work."""
@@ -79,17 +81,18 @@ def ablation_cell_settings(cell: dict, ablation: dict) -> dict:
     return {key: cell.get(key, ablation[key]) for key in ("n_test", "demonstrations")}
 
 
-def check_ablation_items(key: str, cell: dict, ablation: dict, task_settings: dict) -> None:
-    """2·n_test test items (ranking and scoring halves) plus, with shared demonstrations, a
-    demonstration set disjoint from all of them must fit in the task's pools."""
+def check_ablation_items(key: str, cell: dict, ablation: dict, task_settings: dict,
+                         parts: tuple[str, ...] = ("ranking", "scoring")) -> None:
+    """len(parts)·n_test test items (e.g. ranking and scoring halves) plus, with shared
+    demonstrations, a demonstration set disjoint from all of them must fit in the task's pools."""
     if task_type(cell["task"], task_settings) == "copy":
         return  # 6720 items: any sweep fits
     settings = ablation_cell_settings(cell, ablation)
     data = task_data(cell["task"], task_settings, cell["variant"])
-    wanted = 2 * settings["n_test"]
+    wanted = len(parts) * settings["n_test"]
     if wanted > len(data.test_pool):
-        raise ConfigError(f"{key}: n_test {settings['n_test']} needs {wanted} test items (ranking "
-                          f"and scoring halves), the pool has {len(data.test_pool)}")
+        raise ConfigError(f"{key}: n_test {settings['n_test']} needs {wanted} test items "
+                          f"({', '.join(parts)}), the pool has {len(data.test_pool)}")
     if settings["demonstrations"] == "shared":
         overlap = len(np.intersect1d(data.demo_pool, data.test_pool))
         left = len(data.demo_pool) - min(wanted, overlap)  # at worst every test item is in both
@@ -180,6 +183,7 @@ def check_config(config: dict[str, Any]) -> None:
                                   f"demonstration pool ({pool} items)")
     cells = [("ablation", c) for c in config.get("ablation", {}).get("cells", [])]
     cells += [("attention", c) for c in config.get("attention", {}).get("cells", [])]
+    cells += [("mediation", c) for c in config.get("mediation", {}).get("cells", [])]
     for i, cell in enumerate(config.get("dualform", {}).get("cells", [])):
         settings = config["tasks"].get(cell["task"])
         if settings is not None and not has_choices(cell["task"], settings):
@@ -199,6 +203,9 @@ def check_config(config: dict[str, Any]) -> None:
             raise ConfigError(f"{key}.shots: {cell['shots']} larger than the demonstration pool")
         if section == "ablation":
             check_ablation_items(key, cell, config["ablation"], settings)
+        if section == "mediation":
+            check_ablation_items(key, cell, config["mediation"], settings,
+                                 MEDIATION_PARTS)
         n_validation = config["dualform"]["n_validation"] if section == "dualform" else 0
         if cell["shots"] + n_validation > pool:
             raise ConfigError(f"{key}.shots: {cell['shots']} demonstrations + dualform."

@@ -62,10 +62,15 @@ class EmbedGraph(nn.Module):
 
 
 class BlockGraph(nn.Module):
-    """`(hidden[B, T, D], position_ids[B, T], head_mask[B, H], past_key[Bp, KV, P, D],
-    past_value[Bp, KV, P, D]) -> (hidden[B, T, D], key[B, KV, T, D], value[B, KV, T, D])`.
+    """`(hidden[B, T, D], position_ids[B, T], head_mask[B, H], head_patch[B, H, Dh],
+    past_key[Bp, KV, P, Dh], past_value[Bp, KV, P, Dh]) -> (hidden[B, T, D], key[B, KV, T, Dh],
+    value[B, KV, T, Dh])`.
 
-    One decoder block; `head_mask` scales each head's `hook_z` (0 removes it). The new tokens
+    One decoder block; each head's `hook_z` at the T new tokens becomes
+    `hook_z * head_mask + head_patch` (mask 0 and a zero patch: zero ablation; mask 0 and a
+    vector: the head's output replaced, e.g. by its mean or by its value on another prompt).
+    Which positions are patched is chosen by which tokens run: the P prefix tokens keep what
+    their cache holds, so running only the last prompt token patches it alone. The new tokens
     follow the P cached prefix tokens at `position_ids`; rows are right-padded (a real token
     never attends to padding after it, so no padding mask is needed).
     """
@@ -76,9 +81,10 @@ class BlockGraph(nn.Module):
         self.block = family.block_list(model)[layer]
         self.layout = head_layout(model.config)
 
-    def forward(self, hidden, position_ids, head_mask, past_key, past_value):
+    def forward(self, hidden, position_ids, head_mask, head_patch, past_key, past_value):
         captured: list = []
-        with projection_masked(self.family.projection(self.block), head_mask, self.layout):
+        with projection_masked(self.family.projection(self.block), head_mask, self.layout,
+                               head_patch):
             out = self.block(hidden, attention_mask=None, prefix_key=past_key,
                              prefix_value=past_value, capture=captured,
                              **self.family.block_inputs(self.model, hidden, position_ids))
@@ -160,10 +166,11 @@ def export_layered(model: nn.Module, out_dir: Path, opset: int = 18) -> dict:
                          "position_ids": {0: batch, 1: length}}, out_dir / "embed.onnx", opset)
     hidden = torch.randn(2, 7, d_model, generator=generator)
     head_mask = torch.ones(2, layout.n_heads)
+    head_patch = torch.zeros(2, layout.n_heads, layout.head_dim)
     past = torch.randn(1, kv_heads, 5, head_dim, generator=generator)
     prefix_batch, prefix_length = Dim("prefix_batch"), Dim("past", min=0)
     block_dynamic = {"hidden": {0: batch, 1: length}, "position_ids": {0: batch, 1: length},
-                     "head_mask": {0: batch},
+                     "head_mask": {0: batch}, "head_patch": {0: batch},
                      "past_key": {0: prefix_batch, 2: prefix_length},
                      "past_value": {0: prefix_batch, 2: prefix_length}}
     attention = model.config._attn_implementation
@@ -171,7 +178,7 @@ def export_layered(model: nn.Module, out_dir: Path, opset: int = 18) -> dict:
     template = out_dir / "block_template.onnx"
     try:
         _export(BlockGraph(model, family, 0).eval(),
-                (hidden, positions, head_mask, past, past.clone()), list(block_dynamic),
+                (hidden, positions, head_mask, head_patch, past, past.clone()), list(block_dynamic),
                 ["hidden_out", "key", "value"], block_dynamic, template, opset, optimize=False)
     finally:
         model.config._attn_implementation = attention
@@ -218,6 +225,29 @@ def layered_parity_check(model: nn.Module, encoded: list, pad_id: int, directory
     report = {"tolerance": tolerance, "examples": len(encoded),
               "max_abs_diff_gold_logprob": max(diffs), "first_argmax_agrees": bool(agree),
               "ablated_head": {"layer": layout.n_layers // 2, "head": 0},
+              **patch_parity(model, runtime, encoded, pad_id),
               "provider": runtime.provider}
-    report["passed"] = bool(report["max_abs_diff_gold_logprob"] <= tolerance and agree)
+    report["passed"] = bool(report["max_abs_diff_gold_logprob"] <= tolerance and agree
+                            and report["max_abs_diff_patched_logprob"] <= tolerance)
     return report
+
+
+def patch_parity(model: nn.Module, runtime, encoded: list, pad_id: int) -> dict:
+    """Head replacement through `head_patch`: each row's last-token `hook_z` replaced by the
+    next row's, first-answer-token log-probs of the batched sweep vs the per-head PyTorch hook
+    loop, for heads in the first, middle and last layer."""
+    import numpy as np
+
+    from iclab.mediation import last_token_patch_sweep
+    from iclab.patching import last_prompt_hook_z, patched_first_token_probs
+
+    layout = head_layout(model.config)
+    source = np.roll(last_prompt_hook_z(model, encoded, pad_id), -1, axis=0)
+    _, swept = last_token_patch_sweep(runtime, encoded, source, progress=False)
+    heads = [(0, 0), (layout.n_layers // 2, layout.n_heads // 2),
+             (layout.n_layers - 1, layout.n_heads - 1)]
+    diffs = [np.abs(np.log(swept[:, layer, head]) - np.log(patched_first_token_probs(
+        model, encoded, pad_id, layer, head, source[:, layer, head]))).max()
+        for layer, head in heads]
+    return {"max_abs_diff_patched_logprob": float(max(diffs)),
+            "patched_heads": [f"L{layer}H{head}" for layer, head in heads]}

@@ -1,4 +1,4 @@
-"""Per-head masking at the output projection's input (TransformerLens' `hook_z`).
+"""Per-head masking (and replacement) at the output projection's input (TransformerLens' `hook_z`).
 
 transformers v5 has no `head_mask` argument, so a forward pre-hook on each layer's output
 projection (Llama `o_proj`, GPT-2 `c_proj`) multiplies head h of layer l by
@@ -24,16 +24,19 @@ def output_projections(model: nn.Module) -> list[nn.Module]:
 
 
 @contextmanager
-def projection_masked(projection: nn.Module, mask: torch.Tensor,
-                      layout: HeadLayout) -> Iterator[None]:
+def projection_masked(projection: nn.Module, mask: torch.Tensor, layout: HeadLayout,
+                      patch: torch.Tensor | None = None) -> Iterator[None]:
     """Within the block, scale the input `hook_z` of one output projection per head by
-    `mask[batch, head]`."""
+    `mask[batch, head]`, then add `patch[batch, head, head_dim]` at every position: with mask 0
+    the head outputs the patch (zero ablation: a zero patch; mean ablation: the head's mean)."""
     def scale(module, args):
         hook_z = args[0]  # [batch, pos, heads * head_dim]
         batch, pos, _ = hook_z.shape
         per_head = hook_z.view(batch, pos, layout.n_heads, layout.head_dim)
         scaled = per_head * mask.to(hook_z.dtype)[:, None, :, None]
-        return (scaled.view(batch, pos, -1),) + tuple(args[1:])
+        if patch is not None:
+            scaled = scaled + patch.to(hook_z.dtype)[:, None]
+        return (scaled.reshape(batch, pos, -1),) + tuple(args[1:])
 
     handle = projection.register_forward_pre_hook(scale)
     try:

@@ -57,12 +57,16 @@ class LayeredRuntime:
         return _run(self.embed, {"input_ids": input_ids, "position_ids": position_ids})[0]
 
     def block(self, layer: int, hidden: np.ndarray, position_ids: np.ndarray,
-              head_mask: np.ndarray, past: tuple[np.ndarray, np.ndarray]
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """`(hidden, key, value)` after block `layer`; `head_mask[B, H]`, `past` `[Bp, KV, P, D]`."""
+              head_mask: np.ndarray, past: tuple[np.ndarray, np.ndarray],
+              head_patch: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`(hidden, key, value)` after block `layer`: each head's `hook_z` at the new tokens
+        becomes `hook_z * head_mask[B, H] + head_patch[B, H, Dh]` (None: no patch); `past`
+        `[Bp, KV, P, Dh]`."""
+        if head_patch is None:
+            head_patch = np.zeros((len(hidden), self.n_heads, self.head_dim), np.float32)
         hidden_out, key, value = _run(self.blocks[layer], {
             "hidden": hidden, "position_ids": position_ids, "head_mask": head_mask,
-            "past_key": past[0], "past_value": past[1]})
+            "head_patch": head_patch, "past_key": past[0], "past_value": past[1]})
         return hidden_out, key, value
 
     def logprobs(self, hidden: np.ndarray, target_pos: np.ndarray) -> np.ndarray:
@@ -92,8 +96,11 @@ def create_layered_runtime(directory: str | Path, provider: str = "auto", thread
     def open_stage(name: str) -> Runtime:
         return create_runtime(directory / name, provider, threads, fp16, spin=False)
 
-    return LayeredRuntime(open_stage(manifest["embed"]),
-                          [open_stage(name) for name in manifest["blocks"]],
+    blocks = [open_stage(name) for name in manifest["blocks"]]
+    if "head_patch" not in blocks[0].input_names:
+        raise ValueError(f"{directory}: block graphs without a head_patch input were exported "
+                         "by an older iclab: delete that folder and rerun snakemake")
+    return LayeredRuntime(open_stage(manifest["embed"]), blocks,
                           open_stage(manifest["head"]), manifest["heads"], manifest["kv_heads"],
                           manifest["head_dim"], manifest["d_model"])
 
@@ -116,9 +123,12 @@ class _Batch:
 
 def layered_teacher_forced(runtime: LayeredRuntime, encoded: Sequence[Encoded],
                            masks: np.ndarray, pad_id: int, token_budget: int, max_batch: int,
-                           progress: bool = True) -> list[pd.DataFrame]:
+                           progress: bool = True, replacement: np.ndarray | None = None
+                           ) -> list[pd.DataFrame]:
     """`teacher_forced` of every row under each `masks[m, layer, head]`, one frame per mask.
 
+    Where a mask is m < 1 the head outputs `hook_z * m + (1 - m) * replacement[layer, head]`
+    (`replacement[L, H, Dh]`; None: zeros, i.e. zero ablation; head means: mean ablation).
     The same numbers as full passes (to float rounding): see the module docstring for what is
     reused. Rows of one call share one mask, so the prefix cache broadcasts.
     """
@@ -137,7 +147,7 @@ def layered_teacher_forced(runtime: LayeredRuntime, encoded: Sequence[Encoded],
         for m, (mask, start) in enumerate(zip(masks, starts)):
             past = (prefix_past if start == runtime.n_layers
                     else _prefix_under(runtime, prefix_in[start], shared, mask, start,
-                                       prefix_past))
+                                       prefix_past, replacement))
             for batch, stream in zip(group, streams):
                 if start == runtime.n_layers:
                     logprobs = stream["logprobs"]
@@ -145,8 +155,10 @@ def layered_teacher_forced(runtime: LayeredRuntime, encoded: Sequence[Encoded],
                     hidden = stream[start]
                     for layer in range(start, runtime.n_layers):
                         row_mask = np.broadcast_to(mask[layer], (len(batch.rows), mask.shape[1]))
-                        hidden, _, _ = runtime.block(layer, hidden, batch.position_ids,
-                                                     np.ascontiguousarray(row_mask), past[layer])
+                        hidden, _, _ = runtime.block(
+                            layer, hidden, batch.position_ids, np.ascontiguousarray(row_mask),
+                            past[layer], _replacement_patch(mask[layer], replacement, layer,
+                                                            len(batch.rows)))
                     logprobs = runtime.logprobs(hidden, batch.target_pos)
                 for b, r in enumerate(batch.rows):
                     i = graph_rows[r][0]
@@ -229,8 +241,18 @@ def _prefix_states(runtime: LayeredRuntime, prefix: list[int], kept_layers: list
     return streams, past
 
 
+def _replacement_patch(mask_row: np.ndarray, replacement: np.ndarray | None, layer: int,
+                       rows: int) -> np.ndarray | None:
+    """`head_patch[rows, H, Dh]` = (1 - mask) * replacement of `layer` (None: no replacement)."""
+    if replacement is None:
+        return None
+    patch = (1.0 - mask_row)[:, None] * replacement[layer]
+    return np.ascontiguousarray(np.broadcast_to(patch, (rows, *patch.shape)), np.float32)
+
+
 def _prefix_under(runtime: LayeredRuntime, hidden: np.ndarray, shared: int, mask: np.ndarray,
-                  start: int, baseline: list) -> list[tuple[np.ndarray, np.ndarray]]:
+                  start: int, baseline: list, replacement: np.ndarray | None = None
+                  ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Keys and values of the prefix under `mask`: the baseline's below `start`."""
     if not shared:
         return baseline
@@ -238,7 +260,8 @@ def _prefix_under(runtime: LayeredRuntime, hidden: np.ndarray, shared: int, mask
     past = list(baseline[:start])
     for layer in range(start, runtime.n_layers):
         hidden, key, value = runtime.block(layer, hidden, positions, mask[layer][None],
-                                           runtime.empty_past())
+                                           runtime.empty_past(),
+                                           _replacement_patch(mask[layer], replacement, layer, 1))
         past.append((key, value))
     return past
 

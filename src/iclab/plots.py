@@ -13,6 +13,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from iclab.ablation_tables import primary_method  # noqa: E402
 from iclab.io import atomic_path  # noqa: E402
 
 # Reported GPT-3 results (Rong 2021): (label, accuracy, shots or None = unspecified).
@@ -177,9 +178,12 @@ def _cell_label(row) -> str:
 
 
 def ablation_heatmaps(effects: pd.DataFrame, png: str | Path, pdf: str | Path) -> None:
-    """Layer × head heatmaps of Δaccuracy and Δmean gold log-prob per model and cell."""
+    """Layer × head heatmaps of Δaccuracy and Δmean gold log-prob per model, cell and ablation
+    method (zero or mean)."""
     _theme()
-    heads, cells = _with_cells(effects[effects["kind"] == "head"])
+    heads, _ = _with_cells(effects[effects["kind"] == "head"])
+    heads["cell"] = heads["cell"] + " · " + heads["method"].map(ABLATED)
+    cells = list(dict.fromkeys(heads["cell"]))
     n_layers = int(heads["layer"].max()) + 1
     fig, axes = plt.subplots(len(cells), 2, squeeze=False,
                              figsize=(2 + 0.45 * heads["head"].nunique() * 2,
@@ -199,16 +203,49 @@ def ablation_heatmaps(effects: pd.DataFrame, png: str | Path, pdf: str | Path) -
                 flagged = frame[frame[f"{flag}{suffix}"]]
                 ax.scatter(flagged["head"] + 0.5, flagged["layer"] + 0.5, marker=marker,
                            color="black", s=8)
-            ax.set(title=f"{cell}\n{label} when the head is zeroed", xlabel="head", ylabel="layer")
+            ax.set(title=f"{cell}\n{label}", xlabel="head", ylabel="layer")
+    fig.tight_layout()
+    save_figure(fig, png, pdf)
+
+
+ABLATED = {"zero": "head zeroed", "mean": "head mean-ablated"}
+
+
+def ablation_methods(effects: pd.DataFrame, methods: pd.DataFrame, png: str | Path,
+                     pdf: str | Path) -> None:
+    """Zero vs mean ablation: each head's Δ mean gold log-prob under both, one panel per cell,
+    Spearman ρ and the top-10 overlap shown (the diagonal: the methods agree)."""
+    _theme()
+    keys = ["model", "task", "variant", "shots", "seed"]
+    heads = effects[effects["kind"] == "head"]
+    wide = heads.pivot_table(index=[*keys, "layer", "head"], columns="method",
+                             values="delta_logprob").reset_index()
+    wide, cells = _with_cells(wide)
+    fig, axes = plt.subplots(1, len(cells), figsize=(4.2 * len(cells), 3.8), squeeze=False)
+    for ax, cell in zip(axes[0], cells):
+        frame = wide[wide["cell"] == cell]
+        sns.scatterplot(data=frame, x="zero", y="mean", hue="layer", palette="viridis", s=18,
+                        ax=ax, legend=False)
+        low = float(min(frame["zero"].min(), frame["mean"].min()))
+        ax.plot([low, 0], [low, 0], color="0.5", linewidth=0.8)
+        row = methods.merge(frame[keys].drop_duplicates(), on=keys).iloc[0]
+        ax.set(title=f"{cell}\nSpearman ρ = {row['spearman_logprob']:.2f}, top-10 overlap "
+                     f"{row['top10_overlap']:.0%}",
+               xlabel="Δ mean gold log-prob, head zeroed",
+               ylabel="Δ mean gold log-prob, head mean-ablated")
     fig.tight_layout()
     save_figure(fig, png, pdf)
 
 
 def importance_vs_ablation(effects: pd.DataFrame, importance: pd.DataFrame,
                            correlation: pd.DataFrame, png: str | Path, pdf: str | Path) -> None:
-    """Gradient importance vs exact single-head effect, one panel per cell, Spearman ρ shown."""
+    """Gradient importance vs exact single-head effect (the primary ablation method), one panel
+    per cell, Spearman ρ shown."""
     _theme()
     keys = ["model", "task", "variant", "shots", "seed"]
+    effects = primary_method(effects)
+    correlation = correlation.merge(effects[[*keys, "method"]].drop_duplicates(),
+                                    on=[*keys, "method"])
     merged = effects[effects["kind"] == "head"].merge(importance, on=[*keys, "layer", "head"])
     merged, cells = _with_cells(merged)
     fig, axes = plt.subplots(1, len(cells), figsize=(4.2 * len(cells), 3.6), squeeze=False)
@@ -328,6 +365,7 @@ def attention_vs_ablation(metrics: pd.DataFrame, induction: pd.DataFrame,
     """Each attention metric and the induction score against the head's ablation effect."""
     _theme()
     keys = ["model", "task", "variant", "shots", "seed"]
+    effects = primary_method(effects)
     heads = effects[effects["kind"] == "head"]
     cells = heads[keys].drop_duplicates().to_dict("records")
     names = [("aq", "AQ"), ("entropy", "entropy H"), ("af", "focus AF"),

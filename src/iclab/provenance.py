@@ -44,7 +44,7 @@ def config_hash(config: dict) -> str:
 def seeds(config: dict) -> dict:
     """Every seed the config sets: sampling seeds, per-analysis seeds, random-model init seeds."""
     found = {"sampling": list(config["seeds"])}
-    for section in ("ablation", "attention", "dualform"):
+    for section in ("ablation", "attention", "mediation", "dualform"):
         for key in ("seed", "control_seed"):
             if key in config.get(section, {}):
                 found[f"{section}.{key}"] = config[section][key]

@@ -370,16 +370,42 @@ def head_attention_metrics(attention_runtime, rows, batch: RepeatBatch, pad_id: 
     return means
 
 
+def patching_scores(model, settings: dict, n: int, seed: int) -> pd.DataFrame:
+    """Per head: the exact effect on P(next span token) of patching its clean output into the
+    paired corrupted row at the last prompt token (the span's first copy replaced by fresh
+    tokens: nothing to induct from), and the AtP and AtP* estimates of it (Kramár et al.
+    2024), means over `n` held-out pairs."""
+    from iclab.attribution import attribution_patching, toy_pairs
+    from iclab.models import head_layout
+    from iclab.patching import last_prompt_hook_z, patched_first_token_probs
+
+    layout = head_layout(model.config)
+    pad_id = int(model.config.pad_token_id)
+    clean, corrupted = toy_pairs(settings, n, seed)
+    source = last_prompt_hook_z(model, clean, pad_id)  # [N, L, H, D]
+    estimates = attribution_patching(model, corrupted, source, pad_id)
+    base = estimates["corrupted_prob"].mean()
+    rows = []
+    for layer in range(layout.n_layers):
+        for head in range(layout.n_heads):
+            patched = patched_first_token_probs(model, corrupted, pad_id, layer, head,
+                                                source[:, layer, head])
+            rows.append({"layer": layer, "head": head, "patch_effect": patched.mean() - base,
+                         "atp": estimates["atp"][:, layer, head].mean(),
+                         "atp_star": estimates["atp_star"][:, layer, head].mean()})
+    return pd.DataFrame(rows)
+
+
 def pipeline_analysis(model, runtime, attention_runtime, settings: dict, seed: int,
                       known: list[tuple[int, int]]) -> tuple[pd.DataFrame, dict]:
     """The SmolLM2 analyses on a toy model: batched exact ablation sweep (ONNX, head_mask),
     gradient importance, attention metrics, prefix-matching and previous-token scores (mean
     attention to the preceding token, the other half of the induction circuit) through the ONNX
-    attention graph.
+    attention graph, and last-token activation patching with its AtP* estimate.
 
     Returns one row per head (scores and ranks, 1 = most) and, for the induction heads known from
     training (`known`: prefix-matching score past the threshold at the last checkpoint), the
-    best rank any of them reaches by each method; found = top 2.
+    best rank any of them reaches by each method; found = top 2 (patching and AtP*: top 1).
     """
     from iclab.ablation import Condition, encoded_importance, evaluate_encoded, label_conditions
     from iclab.ablation_tables import effects
@@ -408,7 +434,8 @@ def pipeline_analysis(model, runtime, attention_runtime, settings: dict, seed: i
     queries = np.arange(length, 2 * length)
     previous = rows_attention[..., np.arange(length), queries - 1].mean(axis=(0, -1))
 
-    table = head_effects.copy()
+    patching = patching_scores(model, settings, settings["analysis_sequences"], seed)
+    table = head_effects.merge(patching, on=["layer", "head"])
     table["harm"] = -table["delta_logprob"]
     table["prefix_matching"] = [prefix[l, h] for l, h in zip(table["layer"], table["head"])]
     table["previous_token"] = [previous[l, h] for l, h in zip(table["layer"], table["head"])]
@@ -416,7 +443,8 @@ def pipeline_analysis(model, runtime, attention_runtime, settings: dict, seed: i
     for name in ("aq", "entropy", "af"):
         table[name] = [attention[name][l, h] for l, h in zip(table["layer"], table["head"])]
         table[f"{name}_uniform"] = attention[f"{name}_uniform"]
-    for score in ("harm", "prefix_matching", "importance", "aq"):
+    scores = ("harm", "prefix_matching", "importance", "aq", "patch_effect", "atp_star")
+    for score in scores:
         table[f"rank_{score}"] = table[score].rank(ascending=False, method="min").astype(int)
     known = {tuple(k) for k in known}
     table["known_induction_head"] = [(l, h) in known for l, h in zip(table["layer"], table["head"])]
@@ -424,8 +452,7 @@ def pipeline_analysis(model, runtime, attention_runtime, settings: dict, seed: i
     heads = table[table["known_induction_head"]]
     verdict = {
         "known_induction_heads": ";".join(f"L{l}H{h}" for l, h in sorted(known)),
-        **{f"rank_{score}": int(heads[f"rank_{score}"].min())
-           for score in ("harm", "prefix_matching", "importance", "aq")},
+        **{f"rank_{score}": int(heads[f"rank_{score}"].min()) for score in scores},
         "heads": len(table), "copy_items": len(rows),
         "baseline_accuracy": float(table["baseline_accuracy"].iloc[0]),
     }
@@ -434,4 +461,7 @@ def pipeline_analysis(model, runtime, attention_runtime, settings: dict, seed: i
                    top_harm_head_previous_token=float(top["previous_token"]))
     verdict["found_by_ablation"] = verdict["rank_harm"] <= 2
     verdict["found_by_prefix_matching"] = verdict["rank_prefix_matching"] <= 2
+    # AtP*'s top head is a known induction head, and so is the exact patching sweep's
+    verdict["found_by_patching"] = verdict["rank_patch_effect"] == 1
+    verdict["found_by_atp_star"] = verdict["rank_atp_star"] == 1
     return table, verdict

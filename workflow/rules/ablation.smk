@@ -9,6 +9,7 @@ rule ablation_shard:
         graphs="resources/onnx/{model}/layered",
         parity="resources/onnx/{model}/layered_parity.json",
         task_files=task_files,
+        means=ablation_means,
     output:
         f"{ABLATION_DIR}/{{shard}}.parquet",
     log:
@@ -35,11 +36,11 @@ rule ablation_effects:
     input:
         shards=ablation_shards,
     output:
-        f"{ABLATION_DIR}/effects.parquet",
+        f"{ABLATION_DIR}/{{effects}}.parquet",
     log:
-        f"logs/ablation/{{model}}/{{task}}/{{variant}}/shots{{shots}}_seed{{seed}}/effects.log",
+        f"logs/ablation/{{model}}/{{task}}/{{variant}}/shots{{shots}}_seed{{seed}}/{{effects}}.log",
     benchmark:
-        f"results/benchmarks/ablation_effects/{{model}}/{{task}}/{{variant}}/shots{{shots}}_seed{{seed}}/effects.tsv"
+        f"results/benchmarks/ablation_effects/{{model}}/{{task}}/{{variant}}/shots{{shots}}_seed{{seed}}/{{effects}}.tsv"
     conda:
         "../../envs/analysis.yaml"
     threads: 1
@@ -47,6 +48,30 @@ rule ablation_effects:
         mem_mb=2000,
     script:
         "../../scripts/ablation_effects.py"
+
+
+rule ablation_means:
+    """Each head's mean output over every prompt token of the ranking half (PyTorch): what a
+    head outputs under mean ablation."""
+    input:
+        card="resources/models/{model}/model.json",
+        task_files=task_files,
+    output:
+        f"{ABLATION_DIR}/head_means.npz",
+    log:
+        f"logs/ablation/{{model}}/{{task}}/{{variant}}/shots{{shots}}_seed{{seed}}/head_means.log",
+    benchmark:
+        f"results/benchmarks/ablation_means/{{model}}/{{task}}/{{variant}}/shots{{shots}}_seed{{seed}}/head_means.tsv"
+    conda:
+        "../../envs/inference.yaml"
+    threads: RUNTIME["threads"]
+    resources:
+        mem_mb=4000,
+    params:
+        task_settings=lambda wc: TASKS[wc.task],
+        cell=ablation_cell,
+    script:
+        "../../scripts/ablation_means.py"
 
 
 rule head_importance:
@@ -109,7 +134,7 @@ rule ablation_tables:
     """All models and cells: head effects, importance, their rank correlation, pruning curves;
     fails if importance was ranked on items the sweep or pruning curve scored."""
     input:
-        effects=[f"{d}/effects.parquet" for d in cell_dirs("ablation")],
+        effects=[path for method in ABLATION["methods"] for path in ablation_effect_tables(method)],
         importance=[f"{d}/importance.parquet" for d in cell_dirs("ablation")],
         pruning=[f"{d}/pruning.parquet" for d in cell_dirs("ablation")],
     output:
@@ -117,6 +142,7 @@ rule ablation_tables:
         importance="results/tables/head_importance.csv",
         correlation="results/tables/importance_vs_ablation.csv",
         pruning="results/tables/pruning_curves.csv",
+        methods="results/tables/ablation_methods.csv",
         flags=report(
             "results/tables/head_flag_counts.csv",
             caption="../report/head_flag_counts.rst",

@@ -74,7 +74,8 @@ wildcard_constraints:
     task="|".join(TASKS),
     variant=r"[a-z][a-z0-9]*",
     shots=r"\d+",
-    shard=r"baseline|layers\d+-\d+",
+    shard=r"baseline|(mean-)?layers\d+-\d+",
+    effects=r"(mean-)?effects",
     seed=r"\d+",
     layers=r"\d+",
 
@@ -138,6 +139,7 @@ def result_tables():
             "importance_vs_ablation",
             "pruning_curves",
             "head_flag_counts",
+            "ablation_methods",
         ]
     if ATTENTION["cells"]:
         tables += [
@@ -147,6 +149,8 @@ def result_tables():
             "attention_vs_ablation",
             "attention_rows",
         ]
+    if MEDIATION["cells"]:
+        tables += MEDIATION_TABLES
     if DUALFORM["cells"]:
         tables += ["dualform_summary", "dualform_layers"]
     if LABELS["cells"]:
@@ -179,23 +183,32 @@ def provenance_sources():
     sources += sample_outputs(suffix=".meta.json")
     sources += label_sample_outputs(suffix=".meta.json")
     if ABLATION["cells"]:
-        sources += [path for wc in ablation_cells() for path in ablation_shards(wc)]
+        sources += [
+            path
+            for wc in ablation_cells()
+            for method in ABLATION["methods"]
+            for path in ablation_shards(wc, method)
+        ]
         sources += [f"resources/onnx/{model}/layered_parity.json" for model in MODELS]
         sources += [f"{d}/pruning.parquet" for d in cell_dirs("ablation")]
     if ATTENTION["cells"]:
         sources += [f"resources/onnx/{model}/attention_parity.json" for model in MODELS]
         sources += [f"{d}/metrics.parquet" for d in cell_dirs("attention")]
         sources += [f"results/attention/{model}/induction.parquet" for model in MODELS]
+    if MEDIATION["cells"]:
+        sources += [f"{d}/aie.parquet" for d in cell_dirs("mediation")]
+        sources += [f"resources/onnx/{model}/layered_parity.json" for model in MODELS]
     if TOY["enabled"]:
         sources += toy_outputs("positive_control.json")
         sources += expand("results/text_icl/{model}/summary.json", model=MODELS)
-    return sources
+    return list(dict.fromkeys(sources))
 
 
 ABLATION = config["ablation"]
 
 
 ATTENTION = config["attention"]
+MEDIATION = config["mediation"]
 DUALFORM = config["dualform"]
 LABELS = config["labels"]
 
@@ -209,6 +222,15 @@ def label_sample_outputs(suffix=".parquet"):
         for variant in label_variants(LABELS)
         for seed in SEEDS
     ]
+
+
+MEDIATION_TABLES = [
+    "head_aie",
+    "mediation_cells",
+    "attribution_vs_exact",
+    "function_vector",
+    "function_vector_layers",
+]
 
 
 def cell_dirs(section):
@@ -253,12 +275,33 @@ def ablation_cell(wildcards):
     raise ValueError(f"no ablation cell {wildcards.task}/{wildcards.variant}/{wildcards.shots}")
 
 
-def ablation_shards(wildcards):
+ABLATION_PREFIX = {"zero": "", "mean": "mean-"}  # file-name prefix of a method's shards/effects
+
+
+def ablation_shards(wildcards, method=None):
+    """The baseline and the layer-range shards of one cell's sweep under `method` (zero or
+    mean; default: the one named by an `effects` wildcard)."""
     base = f"results/ablation/{wildcards.model}/{wildcards.task}/{wildcards.variant}/shots{wildcards.shots}_seed{wildcards.seed}"
+    prefix = ABLATION_PREFIX[method] if method else wildcards.effects.removesuffix("effects")
     layers, step = model_layers(wildcards.model), ABLATION["layers_per_shard"]
     return [f"{base}/baseline.parquet"] + [
-        f"{base}/layers{start}-{min(start + step, layers) - 1}.parquet" for start in range(0, layers, step)
+        f"{base}/{prefix}layers{start}-{min(start + step, layers) - 1}.parquet"
+        for start in range(0, layers, step)
     ]
+
+
+def ablation_effect_tables(method):
+    """Every cell's effects table under `method`."""
+    return [f"{d}/{ABLATION_PREFIX[method]}effects.parquet" for d in cell_dirs("ablation")]
+
+
+def ablation_means(wildcards):
+    """Mean ablation shards read the heads' mean outputs; zero ablation needs nothing."""
+    if wildcards.shard.startswith("mean-"):
+        return [
+            f"results/ablation/{wildcards.model}/{wildcards.task}/{wildcards.variant}/shots{wildcards.shots}_seed{wildcards.seed}/head_means.npz"
+        ]
+    return []
 
 
 def figure(name):

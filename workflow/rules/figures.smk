@@ -54,6 +54,33 @@ FIGURES = {
         label="pruning curves",
         enabled=bool(ABLATION["cells"]),
     ),
+    "ablation_methods": dict(
+        tables={"effects": "head_effects", "methods": "ablation_methods"},
+        category="Head ablation",
+        label="zero vs mean ablation",
+        enabled=bool(ABLATION["cells"]) and len(ABLATION["methods"]) == 2,
+    ),
+    "aie_heatmap": dict(
+        tables={"aie": "head_aie", "cells": "mediation_cells"},
+        category="Mediation",
+        label="average indirect effect",
+        enabled=bool(MEDIATION["cells"]),
+        library="plots_mediation",
+    ),
+    "function_vector_layers": dict(
+        tables={"layers": "function_vector_layers"},
+        category="Mediation",
+        label="function vector by layer",
+        enabled=bool(MEDIATION["cells"]),
+        library="plots_mediation",
+    ),
+    "attribution_vs_exact": dict(
+        tables={"aie": "head_aie", "attribution": "attribution_vs_exact"},
+        category="Mediation",
+        label="AtP and AtP* vs exact",
+        enabled=bool(MEDIATION["cells"]) and MEDIATION["attribution"],
+        library="plots_mediation",
+    ),
     "attention_heatmaps": dict(
         tables={"metrics": "attention_metrics", "induction": "induction_scores"},
         category="Attention",

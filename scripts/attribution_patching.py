@@ -1,0 +1,45 @@
+"""Rule attribution_patching: AtP and AtP* (GradDrop) estimates of the patch sweep's patches
+(each head's clean mean at the last token of the same shuffled-label prompts), in PyTorch."""
+from iclab.rulelog import route_to_log
+
+sm = snakemake  # noqa: F821 (provided by Snakemake)
+log = route_to_log(sm)
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from iclab.attribution import attribution_patching
+from iclab.cells import cell_examples
+from iclab.io import write_table
+from iclab.mediation import mediation_parts, shuffled_label_examples
+from iclab.models import load_saved
+from iclab.scoring import encode, pad_token_id
+
+wc, cell = sm.wildcards, sm.params.cell
+torch.set_num_threads(sm.threads)
+model, tokenizer = load_saved(Path(sm.input.card).parent)
+examples = mediation_parts(cell_examples(wc, sm.params.task_settings, 3 * cell["n_test"],
+                                         cell["demonstrations"]))[1]
+rows = [encode(tokenizer, ex.prompt, ex.target)
+        for ex in shuffled_label_examples(examples, int(wc.seed))]
+means = np.load(sm.input.means)["means"]
+result = attribution_patching(model, rows, means[None], pad_token_id(tokenizer))
+n, n_layers, n_heads = result["atp"].shape
+table = pd.DataFrame({
+    "item": np.repeat([ex.item for ex in examples], n_layers * n_heads),
+    "layer": np.tile(np.repeat(np.arange(n_layers), n_heads), n),
+    "head": np.tile(np.arange(n_heads), n * n_layers),
+    "atp": result["atp"].reshape(-1),
+    "atp_star": result["atp_star"].reshape(-1),
+    "prob_shuffled": np.repeat(result["corrupted_prob"], n_layers * n_heads),
+})
+# AtP: one forward and one backward per batch; AtP*: the same forward, L backward passes
+table["atp_forward_passes"] = table["atp_backward_passes"] = result["forward_passes"]
+table["atp_star_forward_passes"] = result["forward_passes"]
+table["atp_star_backward_passes"] = result["backward_passes"]
+write_table(sm.output[0], table)
+log.info("AtP / AtP* over %d prompts: %d forward, %d backward passes", n,
+         result["forward_passes"], result["backward_passes"])

@@ -1,0 +1,36 @@
+"""Rule mediation_tables: per-head AIE with intervals and BH q, each cell's applicability,
+AtP / AtP* against the exact sweep, function-vector accuracies and their layer sweep."""
+from iclab.rulelog import route_to_log
+
+sm = snakemake  # noqa: F821 (provided by Snakemake)
+log = route_to_log(sm)
+
+import pandas as pd
+
+from iclab.cells import CELL_KEYS, read_cell_table
+from iclab.io import write_table
+from iclab.mediation_tables import (
+    attribution_vs_exact,
+    cell_applicability,
+    fv_tables,
+    head_aie,
+    with_attribution,
+)
+
+aie = pd.concat([read_cell_table(p) for p in sm.input.aie], ignore_index=True)
+cells = cell_applicability(aie)
+heads = head_aie(aie).merge(cells[[*CELL_KEYS, "applicable"]], on=CELL_KEYS)
+attribution = (pd.concat([read_cell_table(p) for p in sm.input.attribution], ignore_index=True)
+               if sm.input.attribution else None)
+comparison = attribution_vs_exact(aie, attribution)
+heads = with_attribution(heads, attribution)
+fv = pd.concat([read_cell_table(p) for p in sm.input.fv], ignore_index=True)
+summary, layers = fv_tables(fv, cells)
+write_table(sm.output.aie, heads)
+write_table(sm.output.cells, cells)
+write_table(sm.output.attribution, comparison)
+write_table(sm.output.fv, summary)
+write_table(sm.output.fv_layers, layers)
+log.info("cells:\n%s\ntop heads:\n%s\nattribution:\n%s\nfunction vectors:\n%s",
+         cells.to_string(), heads.nsmallest(10, "rank").to_string(), comparison.to_string(),
+         summary.to_string())

@@ -1,0 +1,79 @@
+"""Mediation and ablation-method tables on constructed data: a planted effect is found and
+corrected for multiplicity, a cell without a gap says it is not applicable, estimates that
+equal the exact effect agree perfectly, zero vs mean rankings are compared per cell."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from iclab.ablation_tables import compare_methods, primary_method
+from iclab.cells import CELL_KEYS
+from iclab.mediation_tables import attribution_vs_exact, cell_applicability, head_aie
+
+CELL = dict(zip(CELL_KEYS, ("m", "antonyms", "default", 10, 0)))
+
+
+def _aie(gap: float, planted: float, n: int = 24, heads: int = 12, seed: int = 0):
+    """Per (item, head) probabilities: every head's patch adds noise, head 0 adds `planted`."""
+    rng = np.random.default_rng(seed)
+    clean = rng.uniform(0.2, 0.4, n)
+    shuffled = clean - gap + rng.normal(0, 0.01, n)
+    rows = []
+    for item in range(n):
+        for head in range(heads):
+            effect = rng.normal(0, 0.01) + (planted if head == 0 else 0.0)
+            rows.append({**CELL, "item": item, "layer": head // 4, "head": head % 4,
+                         "prob_clean": clean[item], "prob_shuffled": shuffled[item],
+                         "prob_patched": shuffled[item] + effect,
+                         "indirect_effect": effect})
+    return pd.DataFrame(rows)
+
+
+def test_planted_head_restores_and_null_heads_do_not():
+    table = head_aie(_aie(gap=0.2, planted=0.05))
+    top = table.set_index(["layer", "head"]).loc[(0, 0)]
+    assert top["rank"] == 1 and top["restores"] and top["aie_low"] > 0
+    assert top["n"] == 24 and top["q"] < 0.05
+    assert not table[(table["layer"] > 0) | (table["head"] > 0)]["restores"].any()
+
+
+def test_cell_without_gap_is_not_applicable():
+    assert cell_applicability(_aie(gap=0.2, planted=0.0))["applicable"].all()
+    flat = cell_applicability(_aie(gap=0.0, planted=0.0))
+    assert not flat["applicable"].any() and (flat["reason"] != "").all()
+    assert flat["gap_low"].iloc[0] <= 0 <= flat["gap_high"].iloc[0]
+
+
+def test_attribution_equal_to_exact_agrees_perfectly_and_counts_passes():
+    aie = _aie(gap=0.2, planted=0.05)
+    attribution = aie[[*CELL_KEYS, "item", "layer", "head"]].assign(
+        atp=aie["indirect_effect"], atp_star=-aie["indirect_effect"],
+        atp_forward_passes=3, atp_backward_passes=3, atp_star_forward_passes=3,
+        atp_star_backward_passes=9)
+    table = attribution_vs_exact(aie, attribution).set_index("estimator")
+    assert table.loc["atp", "spearman"] == pytest.approx(1.0)
+    assert table.loc["atp", "top_k_recall"] == 1.0 and table.loc["atp", "top_k"] == 10
+    assert table.loc["atp_star", "spearman"] == pytest.approx(-1.0)
+    assert table.loc["atp_star", "backward_passes"] == 9
+    assert (table["exact_forward_passes"] == 24 * 12).all()
+
+
+def test_zero_vs_mean_rankings_compared_per_cell():
+    rng = np.random.default_rng(1)
+    rows = []
+    for method, noise in (("zero", 0.0), ("mean", 0.3)):
+        for head in range(20):
+            delta = -head / 10 + noise * rng.normal()
+            rows.append({**CELL, "method": method, "kind": "head", "layer": head // 4,
+                         "head": head % 4, "delta_logprob": delta, "delta_accuracy": delta / 5,
+                         "hurts": head > 15, "helps": False})
+    effects = pd.DataFrame(rows)
+    table = compare_methods(effects).iloc[0]
+    assert 0.5 < table["spearman_logprob"] < 1.0 and table["heads"] == 20
+    assert table["flagged_zero"] == table["flagged_mean"] == 4
+    assert 0 < table["top10_overlap"] <= 1
+    assert compare_methods(effects[effects["method"] == "zero"]).empty
+    assert set(primary_method(effects)["method"]) == {"zero"}
+    assert set(primary_method(effects[effects["method"] == "mean"])["method"]) == {"mean"}

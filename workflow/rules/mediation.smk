@@ -1,0 +1,132 @@
+# Causal mediation per head (Todd et al. 2024): mean head outputs patched at the last token of
+# shuffled-label prompts, function vectors, attribution patching (AtP, AtP*) vs the exact sweep.
+MEDIATION_DIR = "results/mediation/{model}/{task}/{variant}/shots{shots}_seed{seed}"
+MEDIATION_LOG = "{model}/{task}/{variant}/shots{shots}_seed{seed}"
+
+
+rule patch_sweep:
+    """Head means at the last token of clean ICL prompts (PyTorch), then each of the model's heads
+    patched into shuffled-label prompts of other items: one batched sweep through the layered
+    graphs, L block calls per prompt for all heads."""
+    input:
+        card="resources/models/{model}/model.json",
+        graphs="resources/onnx/{model}/layered",
+        parity="resources/onnx/{model}/layered_parity.json",
+        task_files=task_files,
+    output:
+        means=f"{MEDIATION_DIR}/head_means.npz",
+        aie=f"{MEDIATION_DIR}/aie.parquet",
+        samples=f"{MEDIATION_DIR}/samples.parquet",
+    log:
+        f"logs/patch_sweep/{MEDIATION_LOG}.log",
+    benchmark:
+        f"results/benchmarks/patch_sweep/{MEDIATION_LOG}.tsv"
+    conda:
+        "../../envs/inference.yaml"
+    threads: RUNTIME["threads"]
+    resources:
+        mem_mb=6000,
+        gpu=USES_GPU,
+    params:
+        task_settings=lambda wc: TASKS[wc.task],
+        cell=lambda wc: ablation_cell_settings({}, MEDIATION),
+        runtime=RUNTIME,
+    script:
+        "../../scripts/patch_sweep.py"
+
+
+rule attribution_patching:
+    """AtP and AtP* (GradDrop) estimates of the same patches, one forward and 1 + L backward
+    passes per batch of prompts (PyTorch)."""
+    input:
+        card="resources/models/{model}/model.json",
+        means=f"{MEDIATION_DIR}/head_means.npz",
+        task_files=task_files,
+    output:
+        f"{MEDIATION_DIR}/attribution.parquet",
+    log:
+        f"logs/attribution_patching/{MEDIATION_LOG}.log",
+    benchmark:
+        f"results/benchmarks/attribution_patching/{MEDIATION_LOG}.tsv"
+    conda:
+        "../../envs/inference.yaml"
+    threads: RUNTIME["threads"]
+    resources:
+        mem_mb=6000,
+    params:
+        task_settings=lambda wc: TASKS[wc.task],
+        cell=lambda wc: ablation_cell_settings({}, MEDIATION),
+    script:
+        "../../scripts/attribution_patching.py"
+
+
+rule function_vectors:
+    """The top-k heads' mean outputs summed into a function vector, added at one layer of
+    zero-shot and shuffled-label prompts, against a random-head vector of the same norm."""
+    input:
+        card="resources/models/{model}/model.json",
+        graphs="resources/onnx/{model}/layered",
+        parity="resources/onnx/{model}/layered_parity.json",
+        means=f"{MEDIATION_DIR}/head_means.npz",
+        aie=f"{MEDIATION_DIR}/aie.parquet",
+        task_files=task_files,
+    output:
+        f"{MEDIATION_DIR}/function_vector.parquet",
+    log:
+        f"logs/function_vectors/{MEDIATION_LOG}.log",
+    benchmark:
+        f"results/benchmarks/function_vectors/{MEDIATION_LOG}.tsv"
+    conda:
+        "../../envs/inference.yaml"
+    threads: RUNTIME["threads"]
+    resources:
+        mem_mb=6000,
+        gpu=USES_GPU,
+    params:
+        task_settings=lambda wc: TASKS[wc.task],
+        cell=lambda wc: ablation_cell_settings({}, MEDIATION),
+        top_k=MEDIATION["top_k"],
+        fv_layer=MEDIATION["fv_layer"],
+        runtime=RUNTIME,
+    script:
+        "../../scripts/function_vectors.py"
+
+
+rule mediation_tables:
+    """Per-head AIE with intervals and BH control, the cells' applicability, AtP/AtP* against
+    the exact sweep, function-vector accuracies and the layer sweep."""
+    input:
+        aie=[f"{d}/aie.parquet" for d in cell_dirs("mediation")],
+        attribution=(
+            [f"{d}/attribution.parquet" for d in cell_dirs("mediation")]
+            if MEDIATION["attribution"]
+            else []
+        ),
+        fv=[f"{d}/function_vector.parquet" for d in cell_dirs("mediation")],
+    output:
+        aie=report(
+            "results/tables/head_aie.csv",
+            caption="../report/head_aie.rst",
+            category="Mediation",
+            labels={"table": "average indirect effect per head"},
+        ),
+        cells="results/tables/mediation_cells.csv",
+        attribution="results/tables/attribution_vs_exact.csv",
+        fv=report(
+            "results/tables/function_vector.csv",
+            caption="../report/function_vector.rst",
+            category="Mediation",
+            labels={"table": "function vector accuracy"},
+        ),
+        fv_layers="results/tables/function_vector_layers.csv",
+    log:
+        "logs/mediation_tables.log",
+    benchmark:
+        "results/benchmarks/mediation_tables/mediation_tables.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    script:
+        "../../scripts/mediation_tables.py"
