@@ -41,14 +41,16 @@ control, control_heads = random_head_vector(model, means, k, float(np.linalg.nor
                                             exclude=heads)
 examples = mediation_parts(cell_examples(wc, sm.params.task_settings, 3 * cell["n_test"],
                                          cell["demonstrations"]))[2]
-prompts = {
+prompts = {  # clean ICL prompts: the accuracy the function vector would have to restore
+    "clean": [encode(tokenizer, ex.prompt, ex.target) for ex in examples],
     "zero_shot": [encode(tokenizer, format_prompt((), ex.x), ex.target) for ex in examples],
     "shuffled": [encode(tokenizer, ex.prompt, ex.target)
                  for ex in shuffled_label_examples(examples, seed)],
 }
 runtime = create_layered_runtime(sm.input.graphs, sm.params.runtime["provider"], sm.threads,
                                  sm.params.runtime["fp16"])
-table = pd.concat([residual_vector_sweep(runtime, rows, {"fv": fv, "random": control},
+table = pd.concat([residual_vector_sweep(runtime, rows, {} if prompt == "clean" else
+                                         {"fv": fv, "random": control},
                                          range(layout.n_layers)).assign(prompt=prompt)
                    for prompt, rows in prompts.items()], ignore_index=True)
 table["item"] = np.asarray([ex.item for ex in examples])[table.pop("row")]

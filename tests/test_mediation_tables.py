@@ -44,6 +44,8 @@ def test_cell_without_gap_is_not_applicable():
     flat = cell_applicability(_aie(gap=0.0, planted=0.0))
     assert not flat["applicable"].any() and (flat["reason"] != "").all()
     assert flat["gap_low"].iloc[0] <= 0 <= flat["gap_high"].iloc[0]
+    tiny = cell_applicability(_aie(gap=0.01, planted=0.0))  # real, but 3% of P(answer)
+    assert tiny["gap_low"].iloc[0] > 0 and not tiny["applicable"].any()
 
 
 def test_attribution_equal_to_exact_agrees_perfectly_and_counts_passes():

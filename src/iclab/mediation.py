@@ -187,8 +187,9 @@ def residual_vector_sweep(runtime: LayeredRuntime, rows: Sequence[Encoded],
     `row`, `correct`, `gold_logprob`, `first_token_rank`.
     """
     combos = [(name, layer) for name in vectors for layer in layers]
-    starts = np.asarray([layer for _, layer in combos])
-    added = np.stack([vectors[name] for name, _ in combos]).astype(np.float32)  # [C, d]
+    starts = np.asarray([layer for _, layer in combos], dtype=np.int64)
+    added = np.asarray([vectors[name] for name, _ in combos], np.float32).reshape(
+        len(combos), runtime.d_model)
     graph_rows, sequences = graph_rows_of(rows)
     results: dict[tuple, dict] = {}
     for graph_row, sequence in tqdm(list(zip(graph_rows, sequences)), desc="vector sweep",
@@ -210,6 +211,8 @@ def residual_vector_sweep(runtime: LayeredRuntime, rows: Sequence[Encoded],
                 batch = len(swept)
                 swept, _, _ = runtime.block(layer, swept, np.repeat(positions, batch, axis=0),
                                             np.repeat(ones, batch, axis=0), pasts[layer])
+        if not combos:
+            continue
         order = [c for layer in range(runtime.n_layers) for c in np.flatnonzero(starts == layer)]
         target_pos = np.broadcast_to(np.arange(length, dtype=np.int64), (len(swept), length))
         logprobs = runtime.logprobs(swept, np.ascontiguousarray(target_pos))

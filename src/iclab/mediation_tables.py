@@ -42,22 +42,27 @@ def head_aie(frame: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
     return pd.concat(tables, ignore_index=True)
 
 
+MIN_RELATIVE_GAP = 0.1  # shuffling the labels must cost at least this share of P(answer)
+
+
 def cell_applicability(frame: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
     """Per cell: P(answer) on clean vs shuffled-label prompts of the same items (paired
-    bootstrap). The AIE measures how much of that gap one head's mean restores, so a cell
-    whose clean prompts do not beat the shuffled ones has nothing to restore: not applicable."""
+    bootstrap). The AIE measures how much of that gap one head's mean restores, so a cell has
+    something to restore only where the gap's interval lies above 0 and shuffling removes at
+    least `MIN_RELATIVE_GAP` of the clean probability (a random model shows gaps of 0.1%)."""
     rows = []
     for keys, cell in frame.groupby(CELL_KEYS, sort=True):
         items = cell.drop_duplicates("item")
         gap, low, high = bootstrap_difference(items["prob_clean"], items["prob_shuffled"],
                                               1 - alpha)
-        applicable = bool(low > 0)
-        rows.append({**dict(zip(CELL_KEYS, keys)), "n": len(items),
-                     "prob_clean": float(items["prob_clean"].mean()),
+        clean = float(items["prob_clean"].mean())
+        reason = ("" if low > 0 and gap >= MIN_RELATIVE_GAP * clean else
+                  f"no gap to restore: clean − shuffled P(answer) {gap:.3g} [{low:.3g}, "
+                  f"{high:.3g}] of {clean:.3g}")
+        rows.append({**dict(zip(CELL_KEYS, keys)), "n": len(items), "prob_clean": clean,
                      "prob_shuffled": float(items["prob_shuffled"].mean()),
-                     "gap": gap, "gap_low": low, "gap_high": high, "applicable": applicable,
-                     "reason": "" if applicable else
-                     "clean prompts do not beat shuffled-label prompts: no gap to restore"})
+                     "gap": gap, "gap_low": low, "gap_high": high, "applicable": not reason,
+                     "reason": reason})
     return pd.DataFrame(rows)
 
 
@@ -151,7 +156,9 @@ def fv_summary(scores: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
     (`{prompt}` or `{prompt}+{vector}`), `layer` (NaN for `none`), `n`, `n_correct`,
     `accuracy`, `ci_low`, `ci_high` (Wilson), `mean_gold_logprob`, `n_pairs`, `difference`
     (accuracy with the vector minus without, over the items both have), `difference_ci_low`,
-    `difference_ci_high` (paired percentile bootstrap; all three NaN for `none` rows). A figure
+    `difference_ci_high` (paired percentile bootstrap; all three NaN for `none` rows), and the
+    same for the mean gold log-prob (`logprob_difference*`: a finer signal than exact match
+    where accuracy is near 0). A figure
     of accuracy against `layer`, one line and band per `vector` (`none` a horizontal band) and
     one panel per `prompt`, reads it directly.
     """
@@ -177,13 +184,17 @@ def _against_baseline(frame: pd.DataFrame, scores: pd.DataFrame, prompt: str, ve
     """`n_pairs`, `difference` and its bootstrap interval: `frame` minus the same prompts'
     `none` rows, paired by item (NaN for the `none` rows themselves or without a baseline)."""
     baseline = scores[(scores["prompt"] == prompt) & (scores["vector"] == NO_VECTOR)]
-    paired = frame[["item", "correct"]].merge(baseline[["item", "correct"]], on="item",
-                                              suffixes=("", "_baseline"))
+    columns = ["item", "correct", "gold_logprob"]
+    paired = frame[columns].merge(baseline[columns], on="item", suffixes=("", "_baseline"))
     if vector == NO_VECTOR or paired.empty:
         nan = float("nan")
         return {"n_pairs": 0, "difference": nan, "difference_ci_low": nan,
-                "difference_ci_high": nan}
+                "difference_ci_high": nan, "logprob_difference": nan,
+                "logprob_difference_ci_low": nan, "logprob_difference_ci_high": nan}
     diff, low, high = bootstrap_difference(paired["correct"], paired["correct_baseline"],
                                            confidence)
+    lp, lp_low, lp_high = bootstrap_difference(paired["gold_logprob"],
+                                               paired["gold_logprob_baseline"], confidence)
     return {"n_pairs": len(paired), "difference": diff, "difference_ci_low": low,
-            "difference_ci_high": high}
+            "difference_ci_high": high, "logprob_difference": lp,
+            "logprob_difference_ci_low": lp_low, "logprob_difference_ci_high": lp_high}
