@@ -98,9 +98,7 @@ rule mediation_tables:
     input:
         aie=[f"{d}/aie.parquet" for d in cell_dirs("mediation")],
         attribution=(
-            [f"{d}/attribution.parquet" for d in cell_dirs("mediation")]
-            if MEDIATION["attribution"]
-            else []
+            [f"{d}/attribution.parquet" for d in cell_dirs("mediation")] if MEDIATION["attribution"] else []
         ),
         fv=[f"{d}/function_vector.parquet" for d in cell_dirs("mediation")],
     output:
