@@ -331,6 +331,6 @@ def test_killed_run_resumes_to_identical_tables(run_dir, tmp_path_factory):
     for name in first:
         assert again[name] == first[name], name
     figures = sorted((run_dir / "results" / "figures").glob("*.p*"))
-    assert len(figures) == 36
+    assert len(figures) == 44
     for figure in figures:  # PNG and PDF: fixed metadata, so byte-identical too
         assert (workdir / "results" / "figures" / figure.name).read_bytes() == figure.read_bytes()
