@@ -73,7 +73,7 @@ def main() -> None:
     start = time.perf_counter()
     base, swept = last_token_patch_sweep(runtime, rows, means[None], progress=False)
     swept_s = time.perf_counter() - start
-    per_head_loop(model, rows[:1], pad, means[:1, :1])  # warm-up
+    patched_first_token_probs(model, rows[:1], pad, 0, 0, means[None, 0, 0])  # warm-up
     loop_s, looped = per_head_loop(model, rows, pad, means)
     effect_diff = np.abs((swept - base[:, None, None]) - (looped - base[:, None, None])).max()
     layout = head_layout(model.config)
@@ -92,7 +92,7 @@ def main() -> None:
         "stage_graph_calls_batched": len(rows) * (2 * layout.n_layers + 3),
         "full_forwards_loop": pairs,
     }
-    path = save(f"patch_sweep-{runtime.device}", result)
+    path = save(f"patch_sweep-{runtime.head.device}", result)
     print(f"batched {pairs / swept_s:.1f} pairs/s vs loop {pairs / loop_s:.1f} pairs/s: "
           f"{loop_s / swept_s:.1f}x (target 10x), max |Δ IE| {effect_diff:.2e} -> {path}")
 
