@@ -25,7 +25,6 @@ from common import save  # noqa: E402
 from iclab.models import saved_model_info  # noqa: E402
 from iclab.runtime import create_runtime, length_sorted_batches  # noqa: E402
 from iclab.scoring import (  # noqa: E402
-    STOP,
     _greedy_prefix,
     batch_feeds,
     encode,
@@ -34,7 +33,7 @@ from iclab.scoring import (  # noqa: E402
     pad_token_id,
     teacher_forced,
 )
-from iclab.tasks import build_examples  # noqa: E402
+from iclab.tasks import PROMPT, build_examples  # noqa: E402
 
 
 def jacobi_decode(runtime, tokenizer, prompts, layout, limits, token_budget, max_batch, known,
@@ -44,7 +43,7 @@ def jacobi_decode(runtime, tokenizer, prompts, layout, limits, token_budget, max
     known, guess = [list(k) for k in known], [list(g) for g in guesses]
 
     def finished(i: int) -> bool:
-        return STOP in tokenizer.decode(known[i]) or len(known[i]) >= limits[i]
+        return PROMPT.stop in tokenizer.decode(known[i]) or len(known[i]) >= limits[i]
 
     active, passes = [i for i in range(len(prompts)) if not finished(i)], 0
     while active:
@@ -68,7 +67,7 @@ def jacobi_decode(runtime, tokenizer, prompts, layout, limits, token_budget, max
                 known[i] += pred[: agree + 1]
                 guess[i] = pred[agree + 1:]
         active = [i for i in active if not finished(i)]
-    return [tokenizer.decode(k[:n]).split(STOP)[0] for k, n in zip(known, limits)], passes
+    return [tokenizer.decode(k[:n]).split(PROMPT.stop)[0] for k, n in zip(known, limits)], passes
 
 
 def main() -> None:

@@ -7,12 +7,14 @@ log = route_to_log(sm)
 import pandas as pd
 
 from iclab.ablation_tables import effects, item_ids
+from iclab.cells import Cell
 from iclab.io import write_table
 
 results = pd.concat([pd.read_parquet(path) for path in sm.input.shards], ignore_index=True)
 table = effects(results)
 table["items"] = item_ids(results["item"].unique())
-write_table(sm.output[0], table)
+table.insert(0, "method", sm.params.method)
+write_table(sm.output[0], Cell.of(sm.wildcards).tag(table))
 log.info("%d of %d ablations flagged at BH q < 0.05; most harmful:\n%s",
          (table["hurts"] | table["helps"]).sum(), len(table),
          table.sort_values("delta_logprob").head(10).drop(columns="items").to_string())

@@ -7,13 +7,14 @@ log = route_to_log(sm)
 import numpy as np
 
 from iclab.ablation import Condition, cell_halves, layer_conditions, sweep
+from iclab.cells import Cell
 from iclab.io import write_table
 from iclab.layered import create_layered_runtime
 from iclab.models import saved_model_info
 
 wc, runtime_cfg = sm.wildcards, sm.params.runtime
 card, layout, tokenizer = saved_model_info(sm.input.card)
-_, examples = cell_halves(wc, sm.params.task_settings, **sm.params.cell)  # the scoring half
+_, examples = cell_halves(Cell.of(wc), sm.params.task_settings, **sm.params.cell)  # the scoring half
 method = "mean" if wc.shard.startswith("mean-") else "zero"
 if wc.shard == "baseline":
     conditions = [Condition()]

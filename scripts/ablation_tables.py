@@ -6,9 +6,6 @@ from iclab.rulelog import route_to_log
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 log = route_to_log(sm)
 
-from pathlib import Path
-
-import pandas as pd
 
 from iclab.ablation_tables import (
     check_item_split,
@@ -16,15 +13,12 @@ from iclab.ablation_tables import (
     flag_counts,
     importance_vs_effects,
 )
-from iclab.cells import CELL_KEYS, read_cell_table
-from iclab.io import write_table
+from iclab.cells import CELL_KEYS
+from iclab.io import read_tables, write_table
 
-effects = pd.concat([read_cell_table(p).assign(method="mean" if Path(p).name.startswith("mean-")
-                                               else "zero") for p in sm.input.effects],
-                    ignore_index=True)
-effects.insert(len(CELL_KEYS), "method", effects.pop("method"))
-importance = pd.concat([read_cell_table(p) for p in sm.input.importance], ignore_index=True)
-pruning = pd.concat([read_cell_table(p) for p in sm.input.pruning], ignore_index=True)
+effects = read_tables(sm.input.effects)
+importance = read_tables(sm.input.importance)
+pruning = read_tables(sm.input.pruning)
 check_item_split(effects, importance, pruning)
 correlation = importance_vs_effects(importance, effects)
 write_table(sm.output.effects, effects)

@@ -12,19 +12,19 @@ import pandas as pd
 import torch
 
 from iclab.attribution import attribution_patching
-from iclab.cells import cell_examples
+from iclab.cells import Cell
 from iclab.io import write_table
 from iclab.mediation import mediation_parts, shuffled_label_examples
 from iclab.models import load_saved
 from iclab.scoring import encode, pad_token_id
 
-wc, cell = sm.wildcards, sm.params.cell
+here, cell = Cell.of(sm.wildcards), sm.params.cell
 torch.set_num_threads(sm.threads)
 model, tokenizer = load_saved(Path(sm.input.card).parent)
-examples = mediation_parts(cell_examples(wc, sm.params.task_settings, 3 * cell["n_test"],
+examples = mediation_parts(here.examples(sm.params.task_settings, 3 * cell["n_test"],
                                          cell["demonstrations"]))[1]
 rows = [encode(tokenizer, ex.prompt, ex.target)
-        for ex in shuffled_label_examples(examples, int(wc.seed))]
+        for ex in shuffled_label_examples(examples, here.seed)]
 means = np.load(sm.input.means)["means"]
 result = attribution_patching(model, rows, means[None], pad_token_id(tokenizer))
 n, n_layers, n_heads = result["atp"].shape
@@ -40,6 +40,6 @@ table = pd.DataFrame({
 table["atp_forward_passes"] = table["atp_backward_passes"] = result["forward_passes"]
 table["atp_star_forward_passes"] = result["forward_passes"]
 table["atp_star_backward_passes"] = result["backward_passes"]
-write_table(sm.output[0], table)
+write_table(sm.output[0], here.tag(table))
 log.info("AtP / AtP* over %d prompts: %d forward, %d backward passes", n,
          result["forward_passes"], result["backward_passes"])

@@ -10,23 +10,24 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from iclab.cells import Cell
 from iclab.dualform import compare_settings, random_control, split_cell
 from iclab.io import write_json, write_table
 from iclab.models import load_saved
 from iclab.tasks import task_data
 
-wc, settings = sm.wildcards, sm.params.dualform
+cell, settings = Cell.of(sm.wildcards), sm.params.dualform
 torch.set_num_threads(sm.threads)
 torch.manual_seed(settings["seed"])
 model, tokenizer = load_saved(Path(sm.input.card).parent)
-data = task_data(wc.task, sm.params.task_settings, wc.variant)
-split = split_cell(data, int(wc.shots), settings["n_test"], settings["n_validation"],
-                   settings["demo_sets"], int(wc.seed))
+data = task_data(cell.task, sm.params.task_settings, cell.variant)
+split = split_cell(data, cell.shots, settings["n_test"], settings["n_validation"],
+                   settings["demo_sets"], cell.seed)
 all_items, all_layers = [], []
-summary = {"control_seed": settings["control_seed"], "scoring": settings["scoring"]}
+summary = {"cell": cell.columns(), "control_seed": settings["control_seed"], "scoring": settings["scoring"]}
 for kind, net in (("trained", model), ("control", random_control(model, settings["control_seed"]))):
     items, layers, demo_sets = compare_settings(net, tokenizer, split, settings["lr_grid"],
-                                                settings["scoring"], int(wc.seed))
+                                                settings["scoring"], cell.seed)
     items.insert(0, "model_kind", kind)
     layers.insert(0, "model_kind", kind)
     all_items.append(items)
@@ -35,6 +36,6 @@ for kind, net in (("trained", model), ("control", random_control(model, settings
     log.info("%s: accuracy %s; learning rates %s", kind,
              items[[f"{s}_correct" for s in ("zsl", "icl", "ft", "ft_shuffled")]].mean().round(3)
              .to_dict(), [s["learning_rate"] for s in demo_sets])
-write_table(sm.output.per_item, pd.concat(all_items, ignore_index=True))
-write_table(sm.output.layers, pd.concat(all_layers, ignore_index=True))
+write_table(sm.output.per_item, cell.tag(pd.concat(all_items, ignore_index=True)))
+write_table(sm.output.layers, cell.tag(pd.concat(all_layers, ignore_index=True)))
 write_json(sm.output.summary, summary)

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from iclab.cells import cell_examples
+from iclab.cells import Cell
 from iclab.function_vectors import default_top_k, function_vector, random_head_vector, top_heads
 from iclab.io import write_table
 from iclab.layered import create_layered_runtime
@@ -21,15 +21,14 @@ from iclab.mediation import mediation_parts, residual_vector_sweep, shuffled_lab
 from iclab.mediation_tables import NO_VECTOR
 from iclab.models import head_layout, load_saved
 from iclab.scoring import encode, pad_token_id
-from iclab.tasks import format_prompt
 
-wc, cell = sm.wildcards, sm.params.cell
+here, cell = Cell.of(sm.wildcards), sm.params.cell
 torch.set_num_threads(sm.threads)
 model, tokenizer = load_saved(Path(sm.input.card).parent)
-layout, pad, seed = head_layout(model.config), pad_token_id(tokenizer), int(wc.seed)
+layout, pad, seed = head_layout(model.config), pad_token_id(tokenizer), here.seed
 fv_layer = layout.n_layers // 3 if sm.params.fv_layer is None else sm.params.fv_layer
 if not 0 <= fv_layer < layout.n_layers:
-    raise ValueError(f"mediation.fv_layer: {fv_layer} is not a layer of {wc.model} "
+    raise ValueError(f"mediation.fv_layer: {fv_layer} is not a layer of {here.model} "
                      f"({layout.n_layers} layers)")
 k = sm.params.top_k or default_top_k(layout.n_layers, layout.n_heads)
 means = np.load(sm.input.means)["means"]
@@ -39,11 +38,11 @@ heads = top_heads(aie, k)
 fv = function_vector(model, means, heads)
 control, control_heads = random_head_vector(model, means, k, float(np.linalg.norm(fv)), seed,
                                             exclude=heads)
-examples = mediation_parts(cell_examples(wc, sm.params.task_settings, 3 * cell["n_test"],
+examples = mediation_parts(here.examples(sm.params.task_settings, 3 * cell["n_test"],
                                          cell["demonstrations"]))[2]
 prompts = {  # clean ICL prompts: the accuracy the function vector would have to restore
     "clean": [encode(tokenizer, ex.prompt, ex.target) for ex in examples],
-    "zero_shot": [encode(tokenizer, format_prompt((), ex.x), ex.target) for ex in examples],
+    "zero_shot": [encode(tokenizer, ex.zero_shot_prompt, ex.target) for ex in examples],
     "shuffled": [encode(tokenizer, ex.prompt, ex.target)
                  for ex in shuffled_label_examples(examples, seed)],
 }
@@ -59,7 +58,7 @@ table = table[["prompt", "vector", "layer", "item", "correct", "gold_logprob",
 table["fv_layer"], table["top_k"], table["fv_norm"] = fv_layer, k, float(np.linalg.norm(fv))
 table["fv_heads"] = ";".join(f"L{l}H{h}" for l, h in heads)
 table["random_heads"] = ";".join(f"L{l}H{h}" for l, h in control_heads)
-write_table(sm.output[0], table)
+write_table(sm.output[0], here.tag(table))
 at_layer = table[(table["layer"] == fv_layer) | (table["vector"] == NO_VECTOR)]
 log.info("FV of %s at layer %d: accuracy\n%s", table["fv_heads"].iloc[0], fv_layer,
          at_layer.groupby(["prompt", "vector"])["correct"].mean().to_string())

@@ -12,14 +12,15 @@ import torch
 
 from iclab.ablation import cell_halves, gradient_importance, normalize_per_layer
 from iclab.ablation_tables import item_ids
+from iclab.cells import Cell
 from iclab.io import write_table
 from iclab.models import head_layout, load_saved
 
-wc = sm.wildcards
+cell = Cell.of(sm.wildcards)
 torch.set_num_threads(sm.threads)
 model, tokenizer = load_saved(Path(sm.input.card).parent)
 layout = head_layout(model.config)
-examples, _ = cell_halves(wc, sm.params.task_settings, **sm.params.cell)
+examples, _ = cell_halves(cell, sm.params.task_settings, **sm.params.cell)
 raw = gradient_importance(model, tokenizer, examples, layout, sm.params.batch,
                           normalize=False)
 normalized = normalize_per_layer(raw)
@@ -27,7 +28,7 @@ table = pd.DataFrame([{"layer": l, "head": h, "importance": float(normalized[l, 
                        "importance_raw": float(raw[l, h])}
                       for l in range(layout.n_layers) for h in range(layout.n_heads)])
 table["importance_items"] = item_ids(ex.item for ex in examples)
-write_table(sm.output[0], table)
+write_table(sm.output[0], cell.tag(table))
 log.info("ranked on %d items; most important heads:\n%s", len(examples),
          table.sort_values("importance_raw", ascending=False).head(10)
          .drop(columns="importance_items").to_string())

@@ -27,6 +27,7 @@ table = pd.DataFrame([{"layer": l, "head": h, "prefix_matching": float(scores[l,
                       for l in range(scores.shape[0]) for h in range(scores.shape[1])])
 table["sequences"], table["length"], table["seed"] = len(sequences), length, settings["seed"]
 table["provider"] = runtime.provider
+table.insert(0, "model", sm.wildcards.model)
 write_table(sm.output[0], table)
 log.info("top induction heads:\n%s",
          table.sort_values("prefix_matching", ascending=False).head(10).to_string())

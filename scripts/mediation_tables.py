@@ -5,10 +5,9 @@ from iclab.rulelog import route_to_log
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 log = route_to_log(sm)
 
-import pandas as pd
 
-from iclab.cells import CELL_KEYS, read_cell_table
-from iclab.io import write_table
+from iclab.cells import CELL_KEYS
+from iclab.io import read_tables, write_table
 from iclab.mediation_tables import (
     attribution_vs_exact,
     cell_applicability,
@@ -17,14 +16,13 @@ from iclab.mediation_tables import (
     with_attribution,
 )
 
-aie = pd.concat([read_cell_table(p) for p in sm.input.aie], ignore_index=True)
+aie = read_tables(sm.input.aie)
 cells = cell_applicability(aie)
 heads = head_aie(aie).merge(cells[[*CELL_KEYS, "applicable"]], on=CELL_KEYS)
-attribution = (pd.concat([read_cell_table(p) for p in sm.input.attribution], ignore_index=True)
-               if sm.input.attribution else None)
+attribution = read_tables(sm.input.attribution) if sm.input.attribution else None
 comparison = attribution_vs_exact(aie, attribution)
 heads = with_attribution(heads, attribution)
-fv = pd.concat([read_cell_table(p) for p in sm.input.fv], ignore_index=True)
+fv = read_tables(sm.input.fv)
 summary, layers = fv_tables(fv, cells)
 write_table(sm.output.aie, heads)
 write_table(sm.output.cells, cells)

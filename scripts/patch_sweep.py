@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from iclab.cells import cell_examples
+from iclab.cells import Cell
 from iclab.function_vectors import head_means
 from iclab.io import write_table
 from iclab.layered import create_layered_runtime
@@ -25,15 +25,15 @@ from iclab.mediation import (
 from iclab.models import load_saved
 from iclab.scoring import encode, pad_token_id
 
-wc, runtime_cfg, cell = sm.wildcards, sm.params.runtime, sm.params.cell
+here, runtime_cfg, cell = Cell.of(sm.wildcards), sm.params.runtime, sm.params.cell
 torch.set_num_threads(sm.threads)
 model, tokenizer = load_saved(Path(sm.input.card).parent)
 pad = pad_token_id(tokenizer)
-examples = cell_examples(wc, sm.params.task_settings, 3 * cell["n_test"], cell["demonstrations"])
+examples = here.examples(sm.params.task_settings, 3 * cell["n_test"], cell["demonstrations"])
 mean_part, aie_part, fv_part = mediation_parts(examples)
 mean_rows = [encode(tokenizer, ex.prompt, ex.target) for ex in mean_part]
 means = head_means(model, mean_rows, pad)  # [layer, head, head_dim] at the last prompt token
-corrupted_part = shuffled_label_examples(aie_part, int(wc.seed))
+corrupted_part = shuffled_label_examples(aie_part, here.seed)
 clean_rows = [encode(tokenizer, ex.prompt, ex.target) for ex in aie_part]
 corrupted_rows = [encode(tokenizer, ex.prompt, ex.target) for ex in corrupted_part]
 runtime = create_layered_runtime(sm.input.graphs, runtime_cfg["provider"], sm.threads,
@@ -43,7 +43,7 @@ corrupted, patched = last_token_patch_sweep(runtime, corrupted_rows, means[None]
 np.savez(sm.output.means, means=means, items=np.asarray([ex.item for ex in mean_part]))
 table = aie_frame([ex.item for ex in aie_part], clean, corrupted, patched)
 table["provider"] = runtime.provider
-write_table(sm.output.aie, table)
+write_table(sm.output.aie, here.tag(table))
 write_table(sm.output.samples, samples_frame(tokenizer, mean_part, aie_part, corrupted_part,
                                              fv_part))
 log.info("clean P(first token) %.3f, shuffled %.3f; largest mean AIE %.4f over %d items on %s",

@@ -9,7 +9,8 @@ import pandas as pd
 from iclab.io import write_json, write_table
 from iclab.provenance import provenance_row, run_record, table_record
 
-run = run_record(dict(sm.config), sm.input.sources)
+sources = {model: list(sm.input[f"model{i}"]) for i, model in enumerate(sm.params.models)}
+run = run_record(dict(sm.config), sources)
 records = [table_record(path, run) for path in sm.input.tables]
 for record, sidecar in zip(records, sm.output.sidecars):
     write_json(sidecar, record)

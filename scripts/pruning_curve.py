@@ -9,13 +9,14 @@ import pandas as pd
 
 from iclab.ablation import cell_halves, evaluate_masks, pruning_plan
 from iclab.ablation_tables import pruning_summary
+from iclab.cells import Cell
 from iclab.io import write_table
 from iclab.layered import create_layered_runtime
 from iclab.models import saved_model_info
 
-wc, runtime_cfg = sm.wildcards, sm.params.runtime
+cell, runtime_cfg = Cell.of(sm.wildcards), sm.params.runtime
 card, layout, tokenizer = saved_model_info(sm.input.card)
-_, examples = cell_halves(wc, sm.params.task_settings, **sm.params.cell)  # the sweep's half
+_, examples = cell_halves(cell, sm.params.task_settings, **sm.params.cell)  # the sweep's half
 importance = pd.read_parquet(sm.input.importance).pivot(index="layer", columns="head",
                                                         values="importance").to_numpy()
 steps, masks = pruning_plan(importance, layout, sm.params.step, sm.params.random_orders)
@@ -25,5 +26,5 @@ scored = evaluate_masks(runtime, tokenizer, examples, masks, layout, runtime_cfg
                         runtime_cfg["max_batch"])
 summary = pruning_summary(scored, steps, [ex.item for ex in examples])
 summary["provider"] = runtime.provider
-write_table(sm.output[0], summary)
+write_table(sm.output[0], cell.tag(summary))
 log.info("\n%s", summary.drop(columns="items").to_string())

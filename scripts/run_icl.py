@@ -4,7 +4,7 @@ from iclab.rulelog import route_to_log
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 log = route_to_log(sm)
 
-from iclab.cells import cell_examples
+from iclab.cells import Cell
 from iclab.io import read_json, write_json, write_table
 from iclab.metrics import CHOICE_SCORINGS
 from iclab.models import saved_model_info
@@ -14,16 +14,15 @@ from iclab.scoring import score_examples
 
 runtime_cfg, task_cfg = sm.params.runtime, sm.params.task_settings
 card, layout, tokenizer = saved_model_info(sm.input.card)
-shots, seed = int(sm.wildcards.shots), int(sm.wildcards.seed)
-examples = cell_examples(sm.wildcards, task_cfg, task_cfg["n_test"])
+cell = Cell.of(sm.wildcards)
+examples = cell.examples(task_cfg, task_cfg["n_test"])
 runtime = create_runtime(sm.input.onnx, runtime_cfg["provider"], sm.threads, runtime_cfg["fp16"])
 samples = score_examples(runtime, tokenizer, examples, layout, runtime_cfg["token_budget"],
                          runtime_cfg["max_batch"], temperature=task_cfg["temperature"])
-samples.insert(0, "model", sm.wildcards.model)
+samples.insert(0, "model", cell.model)
 write_table(sm.output.samples, samples)
 write_json(sm.output.meta, {
-    "model": sm.wildcards.model, "task": sm.wildcards.task, "variant": sm.wildcards.variant,
-    "shots": shots, "seed": seed,
+    **cell.columns(),
     "n_examples": len(samples), "accuracy": float(samples["correct"].mean()),
     **{f"choice_accuracy{s}": float(samples[f"choice_correct{s}"].mean())
        for s in CHOICE_SCORINGS if f"choice_correct{s}" in samples},
@@ -32,6 +31,4 @@ write_json(sm.output.meta, {
     "config_sha256": config_hash(dict(sm.config)), "packages": package_versions(),
     "machine": machine(),
 })
-log.info("%s %s/%s shots=%d seed=%d: accuracy %.4f on %s", sm.wildcards.model,
-         sm.wildcards.task, sm.wildcards.variant, shots, seed, samples["correct"].mean(),
-         runtime.provider)
+log.info("%s: accuracy %.4f on %s", cell, samples["correct"].mean(), runtime.provider)

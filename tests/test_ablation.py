@@ -24,7 +24,7 @@ from iclab.ablation import (
     sweep,
 )
 from iclab.ablation_tables import check_item_split, effects, item_ids, sign_flip_pvalues
-from iclab.cells import cell_examples
+from iclab.cells import Cell
 from iclab.export import TargetLogProbs
 from iclab.models import HeadLayout, head_layout
 from iclab.runtime import create_runtime
@@ -237,15 +237,16 @@ def test_exact_match_flags_use_mcnemar_with_bh():
 
 
 def test_importance_and_sweep_items_are_disjoint():
-    wildcards = SimpleNamespace(task="copy", variant="default", shots="2", seed="0")
-    ranking, scoring = cell_halves(wildcards, {}, 5)
+    cell = Cell("m", "copy", "default", 2, 0)
+    ranking, scoring = cell_halves(cell, {}, 5)
     assert len(ranking) == len(scoring) == 5
     assert not {e.item for e in ranking} & {e.item for e in scoring}
     assert ({e.item for e in ranking} | {e.item for e in scoring}
-            == {e.item for e in cell_examples(wildcards, {}, 10)})
-    again = cell_halves(wildcards, {}, 5)[1]
+            == {e.item for e in cell.examples({}, 10)})
+    again = cell_halves(cell, {}, 5)[1]
     assert [e.item for e in again] == [e.item for e in scoring], "sweep and pruning agree"
-    small = SimpleNamespace(task="remap", variant="semantic", shots="3", seed="0")
+    small = Cell.of(SimpleNamespace(model="m", task="remap", variant="semantic", shots="3",
+                                    seed="0"))  # from a rule's (string) wildcards
     ranking, scoring = cell_halves(small, {}, 100)  # 164 held-out words: 82 and 82
     assert len(ranking) == len(scoring) == 82
     assert not {e.item for e in ranking} & {e.item for e in scoring}

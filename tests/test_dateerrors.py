@@ -44,11 +44,10 @@ def test_correct_wins_over_classes_that_coincide(date, answer):
 
 
 def test_tables_count_and_rank():
-    prompt = "Input: 2001-01-02\nOutput: !01!02!2001!\nInput: {}\nOutput:"
     rows = [("2019-03-07", "!07!03!2019!", False), ("2019-04-08", "!08!04!2019!", False),
             ("2019-05-09", "!5!09!2019!", False), ("2020-05-09", "!05!09!2020!", True)]
     samples = pd.DataFrame({
-        "model": "m", "shots": 1, "prompt": [prompt.format(x) for x, _, _ in rows],
+        "model": "m", "shots": 1, "input": [x for x, _, _ in rows],
         "prediction": [p for _, p, _ in rows], "correct": [c for _, _, c in rows],
         "group": [x[:4] for x, _, _ in rows]})
     types = error_types(samples)

@@ -18,7 +18,6 @@ from iclab.dualform import (
     compare_settings,
     cosine,
     demonstration_attention,
-    demonstration_prefix,
     derangement,
     dual_form,
     finetune_kv,
@@ -30,7 +29,6 @@ from iclab.dualform import (
     split_cell,
     uniform_update_similarity,
     update,
-    zero_shot_prompt,
 )
 from iclab.dualform_tables import (
     applicability,
@@ -40,7 +38,7 @@ from iclab.dualform_tables import (
     summary_table,
 )
 from iclab.scoring import encode
-from iclab.tasks import task_data
+from iclab.tasks import PROMPT, task_data
 
 
 def test_dual_form_identity_on_random_matrices():
@@ -226,10 +224,10 @@ def test_read_prompts_matches_one_forward_per_candidate(tiny, tokenizer, demos):
     """Batched rows, shared rows for candidates that are prefixes of others, the demonstrations'
     key/value cache and LM head at the read positions only give the plain forward's numbers."""
     _, model, _ = tiny
-    queries = [zero_shot_prompt(x) for x in ("cat", "tennis ball", "oak")]
+    queries = [PROMPT.query(x) for x in ("cat", "tennis ball", "oak")]
     choices = [("animal", "plant/vegetable", "sport"), ("ani", "animal", "sport"),
                ("yes", "no")]
-    prefix = demonstration_prefix(demos)
+    prefix = PROMPT.prefix(demos)
     readings = read_prompts(model, tokenizer, prefix, queries, choices, batch_rows=2)
     for reading, query, options in zip(readings, queries, choices):
         scores, rows = _full_forward(model, tokenizer, prefix + query, options)

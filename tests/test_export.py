@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
+from conftest import REPO
 
 from iclab.export import hf_logprobs, torch_logprobs
 from iclab.heads import output_projections
@@ -94,3 +97,11 @@ def test_wrong_feed_shape_is_an_error(tiny, tokenizer, bad):
     # onnxruntime raises its own InvalidArgument or a RuntimeError, both naming the problem
     with pytest.raises(Exception, match=r"(?i)invalid|out of range|dimension|shape"):
         create_runtime(path, "cpu", 1).run(feeds)
+
+
+def test_graph_does_not_name_the_checkout(tiny):
+    """The exporter's stack traces are dropped: a graph's sha256 (recorded in provenance) must
+    not change with the directory the code is cloned into."""
+    _, _, path = tiny
+    graph = Path(path).read_bytes()
+    assert b"onnx.stack_trace" not in graph and str(REPO).encode() not in graph

@@ -256,3 +256,50 @@ def test_label_variant_names_and_errors(tmp_path):
         build_examples("t", 1, 1, 0, "flip50", {"type": "custom", "path": str(path)})
     with pytest.raises(TaskError, match="unknown variant"):
         build_examples("date", 1, 1, 0, "flip50")
+
+
+# --- the registry ---------------------------------------------------------------------------
+
+import yaml  # noqa: E402
+from conftest import REPO  # noqa: E402
+
+from iclab.tasks import PROMPT, TASK_TYPES, task_type  # noqa: E402
+
+
+def test_schema_task_types_are_the_registry():
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    types = schema["properties"]["tasks"]["additionalProperties"]["properties"]["type"]["enum"]
+    assert sorted(types) == sorted(TASK_TYPES)
+
+
+def test_copy_pool_size_without_items_is_the_built_pool():
+    copy = task_type("copy")
+    assert copy.pool_size("copy", {}) == copy.data("copy", {}).max_shots() == 6719
+
+
+@pytest.mark.parametrize("task,variant", [("copy", "default"), ("date", "default"),
+                                          ("remap", "symbols")])
+def test_prompt_locates_the_input_and_labels(task, variant):
+    """Relevant spans come from the format, not from searching the text: they cover the test
+    input (copy letters, date digits) and the demonstrations' labels exactly."""
+    ex = build_examples(task, 3, 4, seed=1, variant=variant)[0]
+    start, end = PROMPT.input_span(ex.demos, ex.x)
+    assert ex.prompt[start:end] == ex.x and ex.prompt.endswith(ex.x + "\nOutput:")
+    assert [ex.prompt[a:b] for a, b in ex.label_spans()] == [y for _, y in ex.demos]
+    spans = ex.relevant_spans()
+    text = "".join(ex.prompt[a:b] for a, b in spans)
+    expected = {"letters": "".join(c for c in ex.x if c.isalpha()),
+                "digits": "".join(c for c in ex.x if c.isdigit()),
+                "labels": "".join(y for _, y in ex.demos)}[ex.relevance]
+    assert text == expected
+
+
+def test_types_declare_what_they_add():
+    assert task_type("remap").has_choices({}) and not task_type("copy").has_choices({})
+    assert task_type("date").tables == ("date_error_types", "date_error_by_year")
+    assert task_type("copy").known_variant("default") and not task_type("copy").known_variant("flip50")
+    assert task_type("remap").known_variant("flip50") and task_type("remap").known_variant("arbitrary")
+    assert "arbitrary" not in task_type("remap").default_variants()
+    assert task_type("mine", {"type": "custom"}).needs_path
+    with pytest.raises(TaskError, match="unknown type 'nope'"):
+        task_type("mine", {"type": "nope"})

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from iclab.cells import cell_examples
+from iclab.cells import Cell
 from iclab.layered import LayeredRuntime, layered_teacher_forced
 from iclab.models import HeadLayout
 from iclab.runtime import Runtime
@@ -125,12 +125,12 @@ def split_examples(examples: Sequence[Example]) -> tuple[list[Example], list[Exa
     return list(examples[0::2]), list(examples[1::2])
 
 
-def cell_halves(wildcards, task_settings: dict, n_test: int | None,
+def cell_halves(cell: Cell, task_settings: dict, n_test: int | None,
                 demonstrations: str = "shared") -> tuple[list[Example], list[Example]]:
     """`split_examples` of 2·n_test examples of the cell (all its items if n_test is None);
     with `shared` demonstrations both halves see the same demonstration set."""
-    return split_examples(cell_examples(wildcards, task_settings,
-                                        None if n_test is None else 2 * n_test, demonstrations))
+    return split_examples(cell.examples(task_settings, None if n_test is None else 2 * n_test,
+                                        demonstrations))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from iclab.attention_metrics import relevant_token_mask
+from iclab.export import save_program
 
 ATTENTION_INPUTS = ["input_ids", "attention_mask", "query_pos"]
 
@@ -56,7 +57,7 @@ def export_attention_onnx(model: nn.Module, path: Path, opset: int = 18) -> Path
                             "attention_mask": {0: batch, 1: length},
                             "query_pos": {0: batch, 1: queries}},
             external_data=False)
-    program.save(str(path), external_data=False)
+    save_program(program, path)
     return path
 
 

@@ -1,38 +1,55 @@
-"""Per-cell result files: `results/{section}/{model}/{task}/{variant}/shots{K}_seed{S}/*`."""
+"""Cells: one model running one task variant at K shots with seed S, the unit of every per-cell
+result. A `Cell` owns its paths (`results/{section}/{model}/{task}/{variant}/shots{K}_seed{S}`)
+and its table columns: every per-cell table it writes carries them, so tables concatenate
+without reading anything back from a path."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import asdict, dataclass
 
 import pandas as pd
 
 CELL_KEYS = ["model", "task", "variant", "shots", "seed"]
+# A cell's directory under a section, as a Snakemake wildcard pattern.
+CELL_PATTERN = "{model}/{task}/{variant}/shots{shots}_seed{seed}"
 
 
-def cell_tags(path: str | Path) -> dict:
-    """Model, task, variant, shots and seed of a per-cell file, read from its directory."""
-    cell = Path(path).parent
-    shots, seed = cell.name.removeprefix("shots").split("_seed")
-    return dict(zip(CELL_KEYS, (cell.parents[2].name, cell.parents[1].name, cell.parent.name,
-                                int(shots), int(seed))))
+@dataclass(frozen=True)
+class Cell:
+    """Model, task, variant, shot count and seed of one experiment cell."""
 
+    model: str
+    task: str
+    variant: str
+    shots: int
+    seed: int
 
-def read_cell_table(path: str | Path) -> pd.DataFrame:
-    """A per-cell parquet table with its cell tags as leading columns."""
-    frame = pd.read_parquet(path)
-    for i, (key, value) in enumerate(cell_tags(path).items()):
-        frame.insert(i, key, value)
-    return frame
+    @classmethod
+    def of(cls, wildcards) -> Cell:
+        """The cell named by a rule's wildcards (or any object with the five attributes)."""
+        return cls(wildcards.model, wildcards.task, wildcards.variant, int(wildcards.shots),
+                   int(wildcards.seed))
 
+    def path(self, section: str) -> str:
+        """`results/{section}/` + this cell's directory (samples add `.parquet` to it)."""
+        return f"results/{section}/" + CELL_PATTERN.format(**asdict(self))
 
-def cell_examples(wildcards, task_settings: dict, n_test: int | None,
-                  demonstrations: str | None = None):
-    """The examples of the cell named by a rule's wildcards (task, variant, shots, seed);
-    `demonstrations` (per_item | shared) defaults to the task's setting."""
-    from iclab.tasks import build_examples
+    def columns(self) -> dict[str, str | int]:
+        """The cell's key columns, in `CELL_KEYS` order."""
+        return asdict(self)
 
-    return build_examples(wildcards.task, n_test, int(wildcards.shots), int(wildcards.seed),
-                          variant=wildcards.variant, settings=task_settings,
-                          demonstrations=demonstrations
-                          or task_settings.get("demonstrations", "per_item"))
+    def tag(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """`frame` with the cell's columns first (a per-cell table names its cell)."""
+        frame = frame.copy()
+        for i, (key, value) in enumerate(self.columns().items()):
+            frame.insert(i, key, value)
+        return frame
 
+    def examples(self, task_settings: dict, n_test: int | None,
+                 demonstrations: str | None = None):
+        """The cell's examples; `demonstrations` (per_item | shared) defaults to the task's."""
+        from iclab.tasks import build_examples
+
+        return build_examples(self.task, n_test, self.shots, self.seed, variant=self.variant,
+                              settings=task_settings, demonstrations=demonstrations
+                              or task_settings.get("demonstrations", "per_item"))

@@ -8,17 +8,16 @@ from typing import Any
 import numpy as np
 
 from iclab.tasks import (
-    DEFAULT_VARIANTS,
     RANDOM_LABELS,
     UNRELATED_LABELS,
-    VARIANTS,
     TaskError,
     build_examples,
     flip_variant,
-    known_variant,
     load_custom,
     pool_size,
     task_data,
+    task_type,
+    task_variants,
 )
 
 MEDIATION_PARTS = ("head means", "indirect effects", "function-vector evaluation")
@@ -26,23 +25,6 @@ MEDIATION_PARTS = ("head means", "indirect effects", "function-vector evaluation
 
 class ConfigError(ValueError):
     """The configuration is schema-valid but cannot work."""
-
-
-def task_type(name: str, settings: dict) -> str:
-    return settings.get("type", name)
-
-
-def task_variants(name: str, settings: dict) -> list[str]:
-    """The configured variants of a task, or its type's default variants."""
-    return list(settings.get("variants") or DEFAULT_VARIANTS[task_type(name, settings)])
-
-
-def has_choices(name: str, settings: dict) -> bool:
-    """Whether every item of the task carries candidate answers (classification)."""
-    kind = task_type(name, settings)
-    if kind == "custom":
-        return all(item.choices for item in load_custom(settings["path"]))
-    return kind == "remap"
 
 
 def with_defaults(settings: dict | None, defaults: dict, section: str) -> dict:
@@ -85,8 +67,8 @@ def check_ablation_items(key: str, cell: dict, ablation: dict, task_settings: di
                          parts: tuple[str, ...] = ("ranking", "scoring")) -> None:
     """len(parts)·n_test test items (e.g. ranking and scoring halves) plus, with shared
     demonstrations, a demonstration set disjoint from all of them must fit in the task's pools."""
-    if task_type(cell["task"], task_settings) == "copy":
-        return  # 6720 items: any sweep fits
+    if task_type(cell["task"], task_settings).fixed_pool is not None:
+        return  # a generated pool (copy: 6720 items): any sweep fits
     settings = ablation_cell_settings(cell, ablation)
     data = task_data(cell["task"], task_settings, cell["variant"])
     wanted = len(parts) * settings["n_test"]
@@ -133,8 +115,8 @@ def check_labels(config: dict[str, Any]) -> None:
         settings = config["tasks"].get(cell["task"])
         if settings is None:
             raise ConfigError(f"{key}.task: {cell['task']!r} is not configured under tasks")
-        if task_type(cell["task"], settings) not in ("remap", "custom") or not has_choices(
-                cell["task"], settings):
+        kind = task_type(cell["task"], settings)
+        if not kind.label_variants or not kind.has_choices(settings):
             raise ConfigError(f"{key}.task: {cell['task']!r} has no candidate labels; use remap "
                               "or a custom task whose rows have choices")
         listed = [v for v in task_variants(cell["task"], settings) if v in names]
@@ -158,17 +140,15 @@ def check_config(config: dict[str, Any]) -> None:
     if duplicates:
         raise ConfigError(f"models: duplicate model name(s) {duplicates}; names must be unique")
     for name, settings in config["tasks"].items():
-        kind = task_type(name, settings)
-        if kind not in VARIANTS:
-            raise ConfigError(f"tasks.{name}: unknown task {name!r}; built-in tasks are "
-                              f"{sorted(set(VARIANTS) - {'custom'})}, or set type: custom")
-        unknown = [v for v in task_variants(name, settings) if not known_variant(kind, v)]
+        try:
+            kind = task_type(name, settings)
+        except TaskError as err:
+            raise ConfigError(f"tasks.{name}: {err}") from err
+        unknown = [v for v in task_variants(name, settings) if not kind.known_variant(v)]
         if unknown:
             raise ConfigError(f"tasks.{name}.variants: unknown variant(s) {unknown} for a "
-                              f"{kind} task; known: {VARIANTS[kind]}"
-                              + (" and label variants (flip0..flip100, random, unrelated)"
-                                 if kind in ("remap", "custom") else ""))
-        if kind == "custom":
+                              f"{kind.name} task; known: {kind.variant_names()}")
+        if kind.needs_path:
             if "path" not in settings:
                 raise ConfigError(f"tasks.{name}: a custom task needs path: to a JSONL file")
             try:
@@ -186,7 +166,7 @@ def check_config(config: dict[str, Any]) -> None:
     cells += [("mediation", c) for c in config.get("mediation", {}).get("cells", [])]
     for i, cell in enumerate(config.get("dualform", {}).get("cells", [])):
         settings = config["tasks"].get(cell["task"])
-        if settings is not None and not has_choices(cell["task"], settings):
+        if settings is not None and not task_type(cell["task"], settings).has_choices(settings):
             raise ConfigError(f"dualform.cells[{i}].task: {cell['task']!r} has no candidate "
                               "answers; use remap or a custom task whose rows have choices")
         cells.append(("dualform", cell))
@@ -196,8 +176,9 @@ def check_config(config: dict[str, Any]) -> None:
             raise ConfigError(f"{key}.task: {cell['task']!r} is not configured under tasks")
         settings = config["tasks"][cell["task"]]
         kind = task_type(cell["task"], settings)
-        if not known_variant(kind, cell["variant"]):
-            raise ConfigError(f"{key}.variant: {cell['variant']!r} is not among {VARIANTS[kind]}")
+        if not kind.known_variant(cell["variant"]):
+            raise ConfigError(f"{key}.variant: {cell['variant']!r} is not among "
+                              f"{kind.variant_names()}")
         pool = pool_size(cell["task"], settings, cell["variant"])
         if cell["shots"] > pool:
             raise ConfigError(f"{key}.shots: {cell['shots']} larger than the demonstration pool")

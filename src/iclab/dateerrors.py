@@ -56,7 +56,7 @@ def error_types(samples: pd.DataFrame, top: int = 10) -> pd.DataFrame:
     """Top-`top` error classes per model and shot count, with counts and share of errors."""
     wrong = samples[~samples["correct"]].copy()
     wrong["error_type"] = [classify(p, x) for p, x in
-                           zip(wrong["prediction"], wrong["prompt"].map(test_input))]
+                           zip(wrong["prediction"], wrong["input"])]
     counts = (wrong.groupby(["model", "shots", "error_type"]).size().rename("count")
               .reset_index())
     counts["share_of_errors"] = counts["count"] / counts.groupby(["model", "shots"])[
@@ -77,8 +77,3 @@ def error_by_year(samples: pd.DataFrame) -> pd.DataFrame:
                      "errors": errors, "error_rate": errors / len(frame), "ci_low": low,
                      "ci_high": high})
     return pd.DataFrame(rows)
-
-
-def test_input(prompt: str) -> str:
-    """The test item's input: the last `Input:` line of a prompt."""
-    return prompt.rsplit("Input: ", 1)[1].split("\n", 1)[0]

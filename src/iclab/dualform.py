@@ -38,7 +38,7 @@ from torch import nn
 
 from iclab.architecture import architecture
 from iclab.heads import output_projections
-from iclab.tasks import Item, TaskData, balanced_draw, format_prompt
+from iclab.tasks import PROMPT, Item, TaskData, balanced_draw
 
 log = logging.getLogger(__name__)
 
@@ -236,26 +236,11 @@ def predict(readings: Sequence[Reading], items: Sequence[Item], scoring: str) ->
             for r, it in zip(readings, items)]
 
 
-def zero_shot_prompt(x: str) -> str:
-    """`Input: x\\nOutput:`, the prompt of ZSL and FT (and ICL after the demonstrations)."""
-    return format_prompt((), x)
-
-
-def demonstration_text(x: str, y: str) -> str:
-    """One demonstration as the prompt shows it and as FT trains on it."""
-    return f"Input: {x}\nOutput: {y}\n"
-
-
-def demonstration_prefix(demos: Sequence[tuple[str, str]]) -> str:
-    """The ICL prompt before the test input."""
-    return "".join(demonstration_text(x, y) for x, y in demos)
-
-
 def read_items(model: nn.Module, tokenizer, items: Sequence[Item],
                demos: Sequence[tuple[str, str]] = ()) -> list[Reading]:
     """Every item read zero-shot (no `demos`) or after the demonstrations (ICL)."""
-    return read_prompts(model, tokenizer, demonstration_prefix(demos),
-                        [zero_shot_prompt(it.x) for it in items], [it.choices for it in items])
+    return read_prompts(model, tokenizer, PROMPT.prefix(demos),
+                        [PROMPT.query(it.x) for it in items], [it.choices for it in items])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -310,7 +295,7 @@ def _no_gradients(params: Sequence[nn.Parameter]) -> Iterator[None]:
 def finetune_kv(model: nn.Module, tokenizer, demos: Sequence[tuple[str, str]], lr: float,
                 trace: TrainingTrace | None = None) -> nn.Module:
     """A copy of `model` after one epoch of SGD (batch size 1) on the demonstrations, one
-    training sequence `Input: x\\nOutput: y\\n` each, loss on all tokens; only k/v change."""
+    training sequence `PROMPT.demonstration(x, y)` each, loss on all tokens; only k/v change."""
     tuned = kv_copy(model).train(False)
     trainable = kv_parameters(tuned)
     own = {id(p) for p, _ in trainable}
@@ -322,7 +307,7 @@ def finetune_kv(model: nn.Module, tokenizer, demos: Sequence[tuple[str, str]], l
     projections = query_projections(tuned)
     with _no_gradients([p for p in tuned.parameters() if id(p) not in own]):
         for dx, dy in demos:
-            token_ids = tokenizer(demonstration_text(dx, dy)).input_ids
+            token_ids = tokenizer(PROMPT.demonstration(dx, dy)).input_ids
             ids = torch.tensor([token_ids])
             optimizer.zero_grad()
             with recorded_outputs([m for m, _ in projections]) as q_store:

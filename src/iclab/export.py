@@ -112,8 +112,17 @@ def export_onnx(model: nn.Module, path: Path, opset: int = 18) -> Path:
             wrapper, example_inputs(model), dynamo=True, opset_version=opset,
             input_names=INPUT_NAMES, output_names=OUTPUT_NAMES, dynamic_shapes=dynamic_shapes,
             external_data=False, verbose=False)
-    program.save(str(path), external_data=False)
+    save_program(program, path)
     return path
+
+
+def save_program(program, path: Path) -> None:
+    """Save an exported graph without the exporter's stack traces: they name the checkout's
+    path, so the same code would hash differently in every clone."""
+    for graph in (program.model.graph, *program.model.functions.values()):
+        for node in graph.all_nodes():
+            node.metadata_props.pop("pkg.torch.onnx.stack_trace", None)
+    program.save(str(path), external_data=False)
 
 
 def torch_logprobs(model: nn.Module, feeds: dict[str, np.ndarray]) -> np.ndarray:

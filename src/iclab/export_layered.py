@@ -13,7 +13,7 @@ from torch import nn
 from transformers import AttentionInterface
 
 from iclab.architecture import Architecture, architecture
-from iclab.export import kv_shape
+from iclab.export import kv_shape, save_program
 from iclab.heads import projection_masked
 from iclab.io import write_json
 from iclab.models import head_layout
@@ -113,7 +113,7 @@ def _export(module: nn.Module, args: tuple, names: list[str], outputs: list[str]
                                     input_names=names, output_names=outputs,
                                     dynamic_shapes=dynamic, external_data=False, verbose=False,
                                     optimize=optimize)
-    program.save(str(path), external_data=False)
+    save_program(program, path)
 
 
 def _block_copies(model: nn.Module, family: Architecture, template: Path,

@@ -39,6 +39,11 @@ def read_json(path: str | os.PathLike) -> Any:
     return json.loads(Path(path).read_text())
 
 
+def read_tables(paths) -> pd.DataFrame:
+    """Per-cell parquet tables, concatenated (each carries its own cell columns)."""
+    return pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+
+
 def write_table(path: str | os.PathLike, frame: pd.DataFrame) -> None:
     """Write a table atomically; the format follows the suffix (.parquet or .csv)."""
     path = Path(path)

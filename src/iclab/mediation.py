@@ -159,13 +159,11 @@ def samples_frame(tokenizer, mean_part: Sequence[Example], aie_part: Sequence[Ex
                   shuffled_part: Sequence[Example], fv_part: Sequence[Example]) -> pd.DataFrame:
     """The samples log of a mediation cell: every prompt each part used, with its item, target
     and demonstration items, so any number traces back to its prompts."""
-    from iclab.tasks import format_prompt
-
     rows = []
     for part, examples in (("head_means", mean_part), ("clean", aie_part),
                            ("shuffled", shuffled_part), ("fv_zero_shot", fv_part)):
         for ex in examples:
-            prompt = format_prompt((), ex.x) if part == "fv_zero_shot" else ex.prompt
+            prompt = ex.zero_shot_prompt if part == "fv_zero_shot" else ex.prompt
             rows.append({"part": part, "item": ex.item, "x": ex.x, "target": ex.target,
                          "prompt": prompt, "demo_items": list(ex.demo_items),
                          "demo_labels": [y for _, y in ex.demos] if part != "fv_zero_shot"

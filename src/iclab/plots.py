@@ -14,15 +14,9 @@ import seaborn as sns  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from iclab.ablation_tables import primary_method  # noqa: E402
+from iclab.cells import CELL_KEYS  # noqa: E402
 from iclab.io import atomic_path  # noqa: E402
-
-# Reported GPT-3 results (Rong 2021): (label, accuracy, shots or None = unspecified).
-REFERENCE = {
-    "copy": [("GPT-3 Davinci", 6720 / 6720, 5), ("GPT-3 Ada", 6705 / 6720, 5)],
-    "date": [("GPT-3 Davinci", 1998 / 2000, 15)],
-    "remap": [("GPT-3 (10 orderings)", 0.927, None)],
-}
-REMAP_REPORTED_SD = 0.081
+from iclab.tasks import reference_results  # noqa: E402
 
 
 def save_figure(fig: plt.Figure, png: str | Path, pdf: str | Path) -> None:
@@ -44,15 +38,16 @@ def _panel_name(task: str, variant: str) -> str:
 
 
 def _draw_reference(ax, task: str) -> None:
-    for (label, value, shots), marker in zip(REFERENCE.get(task, []), ["*", "D"]):
-        if shots is None:
-            ax.axhspan(value - REMAP_REPORTED_SD, min(1.0, value + REMAP_REPORTED_SD),
-                       color="0.85", zorder=0, label=f"{label}: {value:.1%} ± 8.1%")
-            ax.axhline(value, color="0.5", linestyle=":", linewidth=1)
+    """Reported results (Rong 2021) of a built-in task: points, or a band of ± its spread."""
+    for ref, marker in zip(reference_results(task), ["*", "D"]):
+        if ref.shots is None:
+            ax.axhspan(ref.accuracy - ref.sd, min(1.0, ref.accuracy + ref.sd),
+                       color="0.85", zorder=0, label=f"{ref.label}: {ref.accuracy:.1%} ± {ref.sd:.1%}")
+            ax.axhline(ref.accuracy, color="0.5", linestyle=":", linewidth=1)
         else:
-            ax.plot([shots], [value], marker=marker, color="0.25", markersize=8,
+            ax.plot([ref.shots], [ref.accuracy], marker=marker, color="0.25", markersize=8,
                     fillstyle="none", linestyle="none",
-                    label=f"{label} (reported, {shots}-shot): {value:.2%}")
+                    label=f"{ref.label} (reported, {ref.shots}-shot): {ref.accuracy:.2%}")
 
 
 def accuracy_vs_shots(table: pd.DataFrame, png: str | Path, pdf: str | Path) -> None:
@@ -97,8 +92,8 @@ def copy_accuracy(table: pd.DataFrame, png: str | Path, pdf: str | Path) -> None
         ax.errorbar(frame["shots"], frame["accuracy"],
                     yerr=[frame["accuracy"] - frame["ci_low"], frame["ci_high"] - frame["accuracy"]],
                     marker="o", capsize=3, color=color, label=f"{model} (n={frame['n'].iloc[0]})")
-    for _, value, _ in REFERENCE["copy"]:
-        ax.axhline(value, color="0.6", linestyle=":", linewidth=1)
+    for ref in reference_results("copy"):
+        ax.axhline(ref.accuracy, color="0.6", linestyle=":", linewidth=1)
     _draw_reference(ax, "copy")
     ax.set(xlabel="demonstrations (shots)", ylabel="exact-match accuracy", ylim=(0, 1.05),
            title="Copy task: 5 letters from a–h")
@@ -172,6 +167,26 @@ def _with_cells(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     return frame, list(dict.fromkeys(frame["cell"]))
 
 
+def _cell_scatters(table: pd.DataFrame, summary: pd.DataFrame, axes_labels: dict[str, str],
+                   height: float
+                   ) -> tuple[plt.Figure, list[tuple[plt.Axes, str, pd.DataFrame, pd.Series]]]:
+    """One scatter panel per cell of column x against column y (`axes_labels`: column -> axis
+    label), heads coloured by layer: the figure and each panel's axis, cell label, rows and the
+    cell's row of `summary`."""
+    (x, xlabel), (y, ylabel) = axes_labels.items()
+    table, cells = _with_cells(table)
+    fig, axes = plt.subplots(1, len(cells), figsize=(4.2 * len(cells), height), squeeze=False)
+    panels = []
+    for ax, cell in zip(axes[0], cells):
+        frame = table[table["cell"] == cell]
+        sns.scatterplot(data=frame, x=x, y=y, hue="layer", palette="viridis", s=18, ax=ax,
+                        legend=False)
+        ax.set(xlabel=xlabel, ylabel=ylabel)
+        row = summary.merge(frame[CELL_KEYS].drop_duplicates(), on=CELL_KEYS).iloc[0]
+        panels.append((ax, cell, frame, row))
+    return fig, panels
+
+
 def _cell_label(row) -> str:
     variant = "" if row["variant"] == "default" else f"/{row['variant']}"
     return f"{row['model']} · {row['task']}{variant} · {row['shots']}-shot"
@@ -216,23 +231,17 @@ def ablation_methods(effects: pd.DataFrame, methods: pd.DataFrame, png: str | Pa
     """Zero vs mean ablation: each head's Δ mean gold log-prob under both, one panel per cell,
     Spearman ρ and the top-10 overlap shown (the diagonal: the methods agree)."""
     _theme()
-    keys = ["model", "task", "variant", "shots", "seed"]
     heads = effects[effects["kind"] == "head"]
-    wide = heads.pivot_table(index=[*keys, "layer", "head"], columns="method",
+    wide = heads.pivot_table(index=[*CELL_KEYS, "layer", "head"], columns="method",
                              values="delta_logprob").reset_index()
-    wide, cells = _with_cells(wide)
-    fig, axes = plt.subplots(1, len(cells), figsize=(4.2 * len(cells), 3.8), squeeze=False)
-    for ax, cell in zip(axes[0], cells):
-        frame = wide[wide["cell"] == cell]
-        sns.scatterplot(data=frame, x="zero", y="mean", hue="layer", palette="viridis", s=18,
-                        ax=ax, legend=False)
+    fig, panels = _cell_scatters(wide, methods, {"zero": "Δ mean gold log-prob, head zeroed",
+                                                 "mean": "Δ mean gold log-prob, head mean-ablated"},
+                                 3.8)
+    for ax, cell, frame, row in panels:
         low = float(min(frame["zero"].min(), frame["mean"].min()))
         ax.plot([low, 0], [low, 0], color="0.5", linewidth=0.8)
-        row = methods.merge(frame[keys].drop_duplicates(), on=keys).iloc[0]
-        ax.set(title=f"{cell}\nSpearman ρ = {row['spearman_logprob']:.2f}, top-10 overlap "
-                     f"{row['top10_overlap']:.0%}",
-               xlabel="Δ mean gold log-prob, head zeroed",
-               ylabel="Δ mean gold log-prob, head mean-ablated")
+        ax.set_title(f"{cell}\nSpearman ρ = {row['spearman_logprob']:.2f}, top-10 overlap "
+                     f"{row['top10_overlap']:.0%}")
     fig.tight_layout()
     save_figure(fig, png, pdf)
 
@@ -242,23 +251,18 @@ def importance_vs_ablation(effects: pd.DataFrame, importance: pd.DataFrame,
     """Gradient importance vs exact single-head effect (the primary ablation method), one panel
     per cell, Spearman ρ shown."""
     _theme()
-    keys = ["model", "task", "variant", "shots", "seed"]
     effects = primary_method(effects)
-    correlation = correlation.merge(effects[[*keys, "method"]].drop_duplicates(),
-                                    on=[*keys, "method"])
-    merged = effects[effects["kind"] == "head"].merge(importance, on=[*keys, "layer", "head"])
-    merged, cells = _with_cells(merged)
-    fig, axes = plt.subplots(1, len(cells), figsize=(4.2 * len(cells), 3.6), squeeze=False)
-    for ax, cell in zip(axes[0], cells):
-        frame = merged[merged["cell"] == cell]
-        sns.scatterplot(data=frame, x="importance", y="delta_logprob", hue="layer",
-                        palette="viridis", s=18, ax=ax, legend=False)
-        corr = correlation.merge(frame[keys].drop_duplicates(), on=keys).iloc[0]
+    correlation = correlation.merge(effects[[*CELL_KEYS, "method"]].drop_duplicates(),
+                                    on=[*CELL_KEYS, "method"])
+    merged = effects[effects["kind"] == "head"].merge(importance,
+                                                      on=[*CELL_KEYS, "layer", "head"])
+    fig, panels = _cell_scatters(merged, correlation,
+                                 {"importance": "gradient importance (per-layer L2-normalised)",
+                                  "delta_logprob": "Δ mean gold log-prob (ablated − baseline)"}, 3.6)
+    for ax, cell, _, corr in panels:
         ax.axhline(0, color="0.5", linewidth=0.8)
-        ax.set(title=f"{cell}\nSpearman ρ(importance, −Δlog-prob) = "
-                     f"{corr['spearman_logprob_harm']:.2f}",
-               xlabel="gradient importance (per-layer L2-normalised)",
-               ylabel="Δ mean gold log-prob (ablated − baseline)")
+        ax.set_title(f"{cell}\nSpearman ρ(importance, −Δlog-prob) = "
+                     f"{corr['spearman_logprob_harm']:.2f}")
     fig.tight_layout()
     save_figure(fig, png, pdf)
 
@@ -364,7 +368,7 @@ def attention_vs_ablation(metrics: pd.DataFrame, induction: pd.DataFrame,
                           pdf: str | Path) -> None:
     """Each attention metric and the induction score against the head's ablation effect."""
     _theme()
-    keys = ["model", "task", "variant", "shots", "seed"]
+    keys = CELL_KEYS
     effects = primary_method(effects)
     heads = effects[effects["kind"] == "head"]
     cells = heads[keys].drop_duplicates().to_dict("records")

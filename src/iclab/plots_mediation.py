@@ -8,10 +8,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from iclab.cells import CELL_KEYS
 from iclab.mediation_tables import NO_VECTOR
 from iclab.plots import _theme, _with_cells, plt, save_figure, sns
-
-KEYS = ["model", "task", "variant", "shots", "seed"]
 
 
 def aie_heatmap(aie: pd.DataFrame, cells: pd.DataFrame, png: str | Path,
@@ -32,7 +31,7 @@ def aie_heatmap(aie: pd.DataFrame, cells: pd.DataFrame, png: str | Path,
                     cbar_kws={"label": "AIE: Δ P(answer)"}, linewidths=0.2, linecolor="white")
         flagged = frame[frame["restores"] & frame["applicable"]]
         ax.scatter(flagged["head"] + 0.5, flagged["layer"] + 0.5, marker=".", color="black", s=8)
-        cell = cells.merge(frame[KEYS].drop_duplicates(), on=KEYS).iloc[0]
+        cell = cells.merge(frame[CELL_KEYS].drop_duplicates(), on=CELL_KEYS).iloc[0]
         gap = (f"clean − shuffled P(answer) {cell['gap']:.3f} [{cell['gap_low']:.3f}, "
                f"{cell['gap_high']:.3f}], n = {cell['n']}" if cell["applicable"]
                else f"not applicable: {cell['reason']}")
@@ -97,7 +96,7 @@ def attribution_vs_exact(aie: pd.DataFrame, attribution: pd.DataFrame, png: str 
             sns.scatterplot(data=frame, x="aie", y=estimator, hue="layer", palette="viridis",
                             s=14, ax=ax, legend=False)
             stats = attribution[attribution["estimator"] == estimator].merge(
-                frame[KEYS].drop_duplicates(), on=KEYS).iloc[0]
+                frame[CELL_KEYS].drop_duplicates(), on=CELL_KEYS).iloc[0]
             low, high = float(frame["aie"].min()), float(frame["aie"].max())
             ax.plot([low, high], [low, high], color="0.5", linewidth=0.8)  # estimate = exact
             ax.set(title=f"{name}\n{label}: ρ = {stats['spearman']:.2f}, top-{stats['top_k']} "

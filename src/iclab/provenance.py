@@ -76,11 +76,12 @@ GRAPH_OF_REPORT = {"parity.json": "model", "attention_parity.json": "attention",
 
 
 def model_record(name: str, sources: Sequence[Path]) -> dict:
-    """Hashes of a model's weights and graphs, and the providers its inference jobs used."""
+    """Hashes of a model's weights and graphs, and the providers its inference jobs used;
+    `sources` are that model's card, export reports and inference outputs."""
     card = read_json(f"resources/models/{name}/model.json")
     graphs = {GRAPH_OF_REPORT[p.name]: read_json(p)["onnx_sha256"]  # hashed at export
-              for p in sources if p.parts[:3] == ("resources", "onnx", name)}
-    outputs = [p for p in sources if p.parts[0] == "results" and p.parts[2] == name]
+              for p in sources if p.name in GRAPH_OF_REPORT}
+    outputs = [p for p in sources if p.name not in GRAPH_OF_REPORT and p.name != "model.json"]
     return {"source": card.get("source"), "model_sha256": card["sha256"],
             "onnx_sha256": graphs, "providers": providers_used(outputs)}
 
@@ -92,14 +93,16 @@ def inference_packages(sources: Sequence[Path]) -> dict[str, str]:
     return recorded[0] if recorded else {}
 
 
-def run_record(config: dict, sources: Iterable[str | Path]) -> dict:
-    """What every table of one run shares: config hash, seeds, models, versions, machine."""
-    sources = [Path(p) for p in sources]
+def run_record(config: dict, sources: dict[str, Iterable[str | Path]]) -> dict:
+    """What every table of one run shares: config hash, seeds, models, versions, machine;
+    `sources[model]` are the files that record what produced that model's results."""
+    sources = {model: [Path(p) for p in paths] for model, paths in sources.items()}
     return {
         "config_sha256": config_hash(config),
         "seeds": seeds(config),
-        "models": {spec["name"]: model_record(spec["name"], sources) for spec in config["models"]},
-        "packages": inference_packages(sources),
+        "models": {spec["name"]: model_record(spec["name"], sources[spec["name"]])
+                   for spec in config["models"]},
+        "packages": inference_packages([p for paths in sources.values() for p in paths]),
         "packages_analysis": package_versions(),
         "machine": machine(),
     }

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from iclab.models import HeadLayout
 from iclab.runtime import Runtime, length_sorted_batches
-from iclab.tasks import STOP, Example
+from iclab.tasks import PROMPT, Example
 
 
 class TokenizationError(ValueError):
@@ -54,7 +54,7 @@ class Encoded:
         return self.target_ids[:shared] + self.stop_ids
 
 
-def encode(tokenizer, prompt: str, target: str, stop: str = STOP) -> Encoded:
+def encode(tokenizer, prompt: str, target: str, stop: str = PROMPT.stop) -> Encoded:
     """Split `prompt + target (+ stop)` into prompt, answer and stop tokens, tokenised jointly.
 
     An empty `stop` gives a row with no stop condition (only the answer's tokens are read).
@@ -241,7 +241,7 @@ def _after_prefix(feeds: dict[str, np.ndarray], past: int, past_key: np.ndarray,
 
 def greedy_decode(runtime: Runtime, tokenizer, prompts: Sequence[list[int]], layout: HeadLayout,
                   max_new_tokens: int | Sequence[int], token_budget: int, max_batch: int,
-                  stop: str = STOP, prefixes: Sequence[list[int]] | None = None,
+                  stop: str = PROMPT.stop, prefixes: Sequence[list[int]] | None = None,
                   progress: bool = False) -> list[str]:
     """Exact greedy continuations with a key/value cache, cut at the first `stop` (or the
     end-of-sequence token, where `generate()` stops too).

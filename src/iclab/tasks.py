@@ -1,10 +1,13 @@
-"""ICL task generators (Rong 2021): seeded, deterministic, no test item among its own
-demonstrations.
+"""The task registry: every task type as data (lm-evaluation-harness' idea), and one prompt format.
 
-Prompt format: demonstrations as `Input: {x}\nOutput: {y}\n`, then `Input: {x}\nOutput:`;
-the target is ` {y}`, and the newline after it is the stop greedy decoding must emit.
-Classification tasks also carry their candidate answers (`choices`); every example also has a
-content-free prompt (test input `N/A`, same demonstrations) for calibrated scoring.
+A task type (`TASK_TYPES`) declares its item generator, its variants, its relevant tokens R,
+whether it has candidate answers, the result tables and figures only it has, and reported
+results to draw beside ours (Rong 2021). Items are seeded and deterministic; no test item is
+among its own demonstrations. `PROMPT` is the only place that writes a prompt: demonstrations
+as `Input: {x}\nOutput: {y}\n`, then `Input: {x}\nOutput:`; the target is ` {y}`, and the
+newline after it is the stop greedy decoding must emit. Classification tasks also carry their
+candidate answers (`choices`); every example also has a content-free prompt (test input `N/A`,
+same demonstrations) for calibrated scoring.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import itertools
 import json
 import math
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,13 +87,10 @@ REMAP_LABELS = {
 }
 # Zhao et al. 2021 ("Calibrate before use"): a content-free test input for calibrated scoring.
 CONTENT_FREE_INPUT = "N/A"
-STOP = "\n"  # the prompt format puts it after every answer: greedy must emit it to be correct
 # A null for per-head tests: every word's label drawn at random from the semantic labels (fixed
 # seed), so no input-label mapping exists and no head can truly help or hurt exact match.
 NULL_VARIANT = "arbitrary"
 NULL_LABEL_SEED = 0
-VARIANTS = {"copy": ["default"], "date": ["default"], "remap": [*REMAP_LABELS, NULL_VARIANT],
-            "custom": ["default"]}
 # Demonstrations against priors (Min et al. 2022; Wei et al. 2023), for classification tasks:
 # the demonstrations' labels change, the test items and their gold labels do not. `flip{P}`:
 # P% of each demonstration set's labels (rounded half up; a nested subset, the 25% set inside the
@@ -102,10 +103,6 @@ UNRELATED_LABELS = "unrelated"
 UNRELATED_WORDS = ("foo", "bar", "baz", "qux", "quux", "corge", "grault", "garply", "waldo",
                    "fred")
 LABEL_SEED = 20230307  # salt of the demonstration relabelling RNG (Wei et al.'s arXiv date)
-LABEL_KINDS = ("remap", "custom")  # task types whose items can carry label variants
-# What a task without a `variants:` list runs: every variant but the null, which is a control
-# that a cell asks for by name.
-DEFAULT_VARIANTS = {kind: [v for v in names if v != NULL_VARIANT] for kind, names in VARIANTS.items()}
 
 
 class TaskError(ValueError):
@@ -153,12 +150,6 @@ def flip_count(fraction: float, shots: int) -> int:
     return math.floor(fraction * shots + 0.5)
 
 
-def known_variant(kind: str, variant: str) -> bool:
-    """Whether a task of type `kind` has `variant` (its own, or a label variant)."""
-    return variant in VARIANTS.get(kind, []) or (
-        kind in LABEL_KINDS and label_variant(variant) is not None)
-
-
 def label_order(items: list[Item]) -> list[str]:
     """The task's labels in a fixed order (first appearance among the items' choices)."""
     return list(dict.fromkeys(c for it in items for c in it.choices))
@@ -183,6 +174,52 @@ def with_label_variant(items: list[Item], name: str, variant: LabelVariant) -> l
     word = dict(zip(order, UNRELATED_WORDS))
     return [Item(it.x, word[it.y], it.group, tuple(word[c] for c in it.choices), it.prior)
             for it in items]
+
+
+@dataclass(frozen=True)
+class PromptFormat:
+    """How items become text, the one place that writes (and locates things in) a prompt."""
+
+    input_label: str = "Input: "
+    output_label: str = "Output:"
+    stop: str = "\n"  # after every answer: greedy decoding must emit it to be correct
+
+    def query(self, x: str) -> str:
+        """`Input: {x}\nOutput:`, what the model answers (a zero-shot prompt)."""
+        return f"{self.input_label}{x}{self.stop}{self.output_label}"
+
+    def answer(self, y: str) -> str:
+        """The target after the prompt: ` {y}` (the stop is scored after it)."""
+        return f" {y}"
+
+    def demonstration(self, x: str, y: str) -> str:
+        """One demonstration as the prompt shows it (and as dual-form finetuning trains on it)."""
+        return f"{self.query(x)}{self.answer(y)}{self.stop}"
+
+    def prefix(self, demos: Sequence[tuple[str, str]]) -> str:
+        """The demonstrations before the test input."""
+        return "".join(self.demonstration(x, y) for x, y in demos)
+
+    def prompt(self, demos: Sequence[tuple[str, str]], x: str) -> str:
+        """The demonstrations, then the query of `x`."""
+        return self.prefix(demos) + self.query(x)
+
+    def input_span(self, demos: Sequence[tuple[str, str]], x: str) -> tuple[int, int]:
+        """Character span of the test input `x` in `prompt(demos, x)`."""
+        start = len(self.prefix(demos)) + len(self.input_label)
+        return start, start + len(x)
+
+    def label_spans(self, demos: Sequence[tuple[str, str]]) -> list[tuple[int, int]]:
+        """Character spans of each demonstration's label in the prompt, in order."""
+        spans, cursor = [], 0
+        for x, y in demos:
+            start = cursor + len(self.query(x)) + len(self.answer(""))
+            spans.append((start, start + len(y)))
+            cursor += len(self.demonstration(x, y))
+        return spans
+
+
+PROMPT = PromptFormat()
 
 
 @dataclass(frozen=True)
@@ -224,16 +261,21 @@ class Example:
 
     @property
     def prompt(self) -> str:
-        return format_prompt(self.demos, self.x)
+        return PROMPT.prompt(self.demos, self.x)
+
+    @property
+    def zero_shot_prompt(self) -> str:
+        """The test input without demonstrations."""
+        return PROMPT.query(self.x)
 
     @property
     def content_free_prompt(self) -> str:
         """The same demonstrations with the content-free input `N/A` (calibrated scoring)."""
-        return format_prompt(self.demos, CONTENT_FREE_INPUT)
+        return PROMPT.prompt(self.demos, CONTENT_FREE_INPUT)
 
     @property
     def target(self) -> str:
-        return f" {self.y}"
+        return PROMPT.answer(self.y)
 
     def relevant_spans(self) -> list[tuple[int, int]]:
         """Character spans in `prompt` of the task's relevant tokens R (docs/methods.md).
@@ -241,33 +283,18 @@ class Example:
         `letters`: the test input's letters (copy); `digits`: the test date's digits (date);
         `labels`: the demonstrations' labels (remap); `input`: the whole test input (custom).
         """
-        prompt = self.prompt
-        start = len(prompt) - len(f"{self.x}\nOutput:")
+        start, end = PROMPT.input_span(self.demos, self.x)
         if self.relevance == "letters":
             return [(start + i, start + i + 1) for i, c in enumerate(self.x) if c.isalpha()]
         if self.relevance == "digits":
             return [(start + i, start + i + 1) for i, c in enumerate(self.x) if c.isdigit()]
         if self.relevance == "labels":
             return self.label_spans()
-        return [(start, start + len(self.x))]
+        return [(start, end)]
 
     def label_spans(self) -> list[tuple[int, int]]:
         """Character spans in `prompt` of each demonstration's label, in demonstration order."""
-        spans, cursor = [], 0
-        for dx, dy in self.demos:
-            cursor += len(f"Input: {dx}\nOutput: ")
-            spans.append((cursor, cursor + len(dy)))
-            cursor += len(dy) + 1
-        return spans
-
-
-def format_prompt(demos: tuple[tuple[str, str], ...], x: str) -> str:
-    """Demonstrations as `Input: {x}\nOutput: {y}\n`, then `Input: {x}\nOutput:`."""
-    shown = "".join(f"Input: {dx}\nOutput: {dy}\n" for dx, dy in demos)
-    return f"{shown}Input: {x}\nOutput:"
-
-
-RELEVANCE = {"copy": "letters", "date": "digits", "remap": "labels", "custom": "input"}
+        return PROMPT.label_spans(self.demos)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -292,9 +319,6 @@ def date_items(years: tuple[int, int] = DATE_YEARS) -> list[Item]:
 
 def remap_items(variant: str) -> tuple[list[Item], np.ndarray, np.ndarray]:
     """Words of three categories labelled per `variant`; the second half of each list is test."""
-    if not known_variant("remap", variant):
-        raise TaskError(f"remap: unknown variant {variant!r}; known: {VARIANTS['remap']} and "
-                        "the label variants flip0..flip100, random, unrelated")
     labels = REMAP_LABELS.get(variant, REMAP_LABELS["semantic"])
     choices = tuple(labels[c] for c in REMAP_WORDS)
     rng = np.random.default_rng(NULL_LABEL_SEED)
@@ -343,25 +367,123 @@ def load_custom(path: str | Path) -> list[Item]:
     return items
 
 
+def every_item_testable(items: list[Item]) -> tuple[list[Item], np.ndarray, np.ndarray]:
+    """Items whose whole list is both the test pool and the demonstration pool."""
+    return items, np.arange(len(items)), np.arange(len(items))
+
+
+# ---------------------------------------------------------------------------------------------
+# The registry
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A reported result drawn beside ours: accuracy at `shots` (None: unspecified, then `sd`
+    is the reported spread over orderings)."""
+
+    label: str
+    accuracy: float
+    shots: int | None
+    sd: float = 0.0
+
+
+@dataclass(frozen=True)
+class TaskType:
+    """One task generator: its items, variants, relevant tokens and the outputs only it has."""
+
+    name: str
+    items: Callable[[dict, str], tuple[list[Item], np.ndarray, np.ndarray]]  # (settings, variant)
+    relevance: str  # which tokens are R: see `Example.relevant_spans`
+    variants: tuple[str, ...] = ("default",)
+    choices: bool | None = False  # candidate answers; None: a task file decides per row
+    label_variants: bool = False  # flip0..flip100, random, unrelated apply
+    needs_path: bool = False  # items come from the JSONL file under `path:`
+    fixed_pool: int | None = None  # largest shot count, known without building the items
+    tables: tuple[str, ...] = ()  # result tables only this task type has
+    figures: tuple[str, ...] = ()  # figures only this task type has
+    reference: tuple[Reference, ...] = ()
+
+    def default_variants(self) -> list[str]:
+        """What a task without a `variants:` list runs: all but the null (a control asked for
+        by name)."""
+        return [v for v in self.variants if v != NULL_VARIANT]
+
+    def known_variant(self, variant: str) -> bool:
+        """Its own variant, or a label variant where those apply."""
+        return variant in self.variants or (self.label_variants
+                                             and label_variant(variant) is not None)
+
+    def variant_names(self) -> str:
+        """The known variants, for error messages."""
+        extra = " and the label variants flip0..flip100, random, unrelated"
+        return f"{list(self.variants)}{extra if self.label_variants else ''}"
+
+    def has_choices(self, settings: dict) -> bool:
+        """Whether every item carries candidate answers (classification)."""
+        if self.choices is None:
+            return all(item.choices for item in load_custom(settings["path"]))
+        return self.choices
+
+    def data(self, name: str, settings: dict, variant: str = "default") -> TaskData:
+        """The items of task `name` in `variant`, with its test and demonstration pools."""
+        if not self.known_variant(variant):
+            raise TaskError(f"task {name!r}: unknown variant {variant!r}; known: "
+                            f"{self.variant_names()}")
+        items, test, demo = self.items(settings, variant)
+        labels = label_variant(variant)
+        if labels is not None:
+            items = with_label_variant(items, name, labels)
+        return TaskData(name, variant, items, test, demo, self.relevance)
+
+    def pool_size(self, name: str, settings: dict, variant: str = "default") -> int:
+        """Largest valid shot count (for config checks; copy's 6720 items are not built)."""
+        if self.fixed_pool is not None:
+            return self.fixed_pool
+        return self.data(name, settings, variant).max_shots()
+
+
+TASK_TYPES = {task.name: task for task in (
+    TaskType("copy", lambda settings, variant: every_item_testable(copy_items()), "letters",
+             fixed_pool=math.perm(len(COPY_LETTERS), COPY_LENGTH) - 1, figures=("copy_accuracy",),
+             reference=(Reference("GPT-3 Davinci", 6720 / 6720, 5),
+                        Reference("GPT-3 Ada", 6705 / 6720, 5))),
+    TaskType("date", lambda settings, variant: every_item_testable(date_items()), "digits",
+             tables=("date_error_types", "date_error_by_year"),
+             figures=("date_error_types", "date_error_by_year"),
+             reference=(Reference("GPT-3 Davinci", 1998 / 2000, 15),)),
+    TaskType("remap", lambda settings, variant: remap_items(variant), "labels",
+             variants=(*REMAP_LABELS, NULL_VARIANT), choices=True, label_variants=True,
+             figures=("remap_variants",),
+             reference=(Reference("GPT-3 (10 orderings)", 0.927, None, sd=0.081),)),
+    TaskType("custom", lambda settings, variant: every_item_testable(
+        load_custom(settings["path"])), "input", choices=None, label_variants=True,
+             needs_path=True),
+)}
+
+
+def task_type(name: str, settings: dict | None = None) -> TaskType:
+    """The type of task `name`: its `type:` setting, else the built-in task of that name."""
+    kind = (settings or {}).get("type", name)
+    if kind not in TASK_TYPES:
+        what = f"task {name!r}: unknown type {kind!r}" if kind != name else f"unknown task {name!r}"
+        raise TaskError(f"{what}; built-in tasks are {sorted(set(TASK_TYPES) - {'custom'})}, "
+                        "or set type: custom")
+    return TASK_TYPES[kind]
+
+
 def task_data(name: str, settings: dict, variant: str = "default") -> TaskData:
     """The items of task `name` (its `type` defaults to the name) in `variant`."""
-    kind = settings.get("type", name)
-    if kind not in VARIANTS:
-        raise TaskError(f"task {name!r}: unknown type {kind!r}; known: {sorted(VARIANTS)}")
-    if not known_variant(kind, variant):
-        raise TaskError(f"task {name!r}: unknown variant {variant!r}; known: {VARIANTS[kind]}"
-                        + (" and the label variants flip0..flip100, random, unrelated"
-                           if kind in LABEL_KINDS else ""))
-    labels = label_variant(variant)
-    if kind == "remap":
-        items, test, demo = remap_items(variant)
-    else:
-        items = {"copy": copy_items, "date": date_items}.get(kind)
-        items = items() if items else load_custom(settings["path"])
-        test = demo = np.arange(len(items))
-    if labels is not None:
-        items = with_label_variant(items, name, labels)
-    return TaskData(name, variant, items, test, demo, RELEVANCE[kind])
+    return task_type(name, settings).data(name, settings, variant)
+
+
+def task_variants(name: str, settings: dict) -> list[str]:
+    """The configured variants of a task, or its type's default variants."""
+    return list(settings.get("variants") or task_type(name, settings).default_variants())
+
+
+def reference_results(task: str) -> tuple[Reference, ...]:
+    """Reported results for a built-in task's name (none for others)."""
+    return TASK_TYPES[task].reference if task in TASK_TYPES else ()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -462,16 +584,10 @@ def build_examples(task: str, n_test: int | None, shots: int, seed: int,
                    variant: str = "default", settings: dict | None = None,
                    demonstrations: str = "per_item") -> list[Example]:
     """Examples of task `task` (built-in, or per `settings` with `type` and `path`)."""
-    settings = settings or {}
-    if settings.get("type", task) not in VARIANTS:
-        raise TaskError(f"unknown task {task!r}; known: {sorted(VARIANTS)}")
-    return sample_examples(task_data(task, settings, variant), n_test, shots, seed,
+    return sample_examples(task_data(task, settings or {}, variant), n_test, shots, seed,
                            demonstrations)
 
 
 def pool_size(task: str, settings: dict, variant: str = "default") -> int:
-    """Largest valid shot count, computed without sampling (for config checks)."""
-    kind = settings.get("type", task)
-    if kind == "copy":
-        return math.perm(len(COPY_LETTERS), COPY_LENGTH) - 1
-    return task_data(task, settings, variant).max_shots()
+    """Largest valid shot count of task `task` in `variant`, for config checks."""
+    return task_type(task, settings).pool_size(task, settings, variant)

@@ -14,12 +14,13 @@
 #      back at the end;
 #      daemons of an earlier run of this script are stopped and restarted; a MariaDB or munged
 #      that is already running is reused and left running;
-#   3. runs part of the workflow (DEFAULT_TARGETS: models, exports, one run_icl cell, the
-#      sharded ablation sweep and its tables; the whole DAG runs in
-#      tests/test_workflow.py) with a test profile derived from workflow/profiles/slurm/ (no conda,
+#   3. runs part of the workflow (DEFAULT_TARGETS: tiny-llama's acquisition and exports, one
+#      run_icl cell, one ablation cell's sharded zero and mean sweeps and their effects; the
+#      whole DAG runs in tests/test_workflow.py) with a test profile derived from workflow/profiles/slurm/ (no conda,
 #      no GPUs, sizes capped at the node; see make_test_profile.py) and, apart, with --cores 2;
 #   4. checks that sacct lists every job Snakemake submitted, all COMPLETED, and that the tables
-#      and parquet files of both runs are byte-identical (compare_runs.py);
+#      (when the targets make any) and parquet files of both runs are byte-identical
+#      (compare_runs.py);
 #   5. stops the daemons it started (trap), whatever happened.
 # Exits non-zero with a message on the first failure.
 #
@@ -31,7 +32,7 @@
 #   ICLAB_SLURM_PYTHON  the project venv's python (default: .venv/bin/python)
 #   ICLAB_SLURM_TIMEOUT limit in seconds for each of the two workflow runs (default 1800)
 #   ICLAB_SLURM_TARGETS space-separated targets of both runs (default: DEFAULT_TARGETS below:
-#                       the sharded ablation tables and one run_icl cell)
+#                       one ablation cell's effects and one run_icl cell)
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -41,7 +42,8 @@ STATE="${ICLAB_SLURM_STATE:-/tmp/iclab-slurm}"
 KEEP="${ICLAB_SLURM_KEEP:-0}"
 CONFIG="$REPO/config/test.yaml"
 RUN_TIMEOUT="${ICLAB_SLURM_TIMEOUT:-1800}"
-DEFAULT_TARGETS="results/tables/head_effects.csv results/samples/tiny-llama/copy/default/shots2_seed0.parquet"
+CELL=results/ablation/tiny-llama/copy/default/shots2_seed0
+DEFAULT_TARGETS="$CELL/effects.parquet $CELL/mean-effects.parquet results/samples/tiny-llama/copy/default/shots2_seed0.parquet"
 read -r -d '' -a TARGETS <<<"${ICLAB_SLURM_TARGETS:-$DEFAULT_TARGETS}" || true
 
 # Executor plugin pins: requirements.lock's if it has them, else these (tested with snakemake 9.27.1).

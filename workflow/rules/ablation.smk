@@ -1,4 +1,4 @@
-ABLATION_DIR = "results/ablation/{model}/{task}/{variant}/shots{shots}_seed{seed}"
+ABLATION_DIR = f"results/ablation/{CELL_PATTERN}"
 
 
 rule ablation_shard:
@@ -13,9 +13,9 @@ rule ablation_shard:
     output:
         f"{ABLATION_DIR}/{{shard}}.parquet",
     log:
-        f"logs/ablation/{{model}}/{{task}}/{{variant}}/shots{{shots}}_seed{{seed}}/{{shard}}.log",
+        f"logs/ablation/{CELL_PATTERN}/{{shard}}.log",
     benchmark:
-        f"results/benchmarks/ablation_shard/{{model}}/{{task}}/{{variant}}/shots{{shots}}_seed{{seed}}/{{shard}}.tsv"
+        f"results/benchmarks/ablation_shard/{CELL_PATTERN}/{{shard}}.tsv"
     conda:
         "../../envs/inference.yaml"
     threads: RUNTIME["threads"]
@@ -38,14 +38,16 @@ rule ablation_effects:
     output:
         f"{ABLATION_DIR}/{{effects}}.parquet",
     log:
-        f"logs/ablation/{{model}}/{{task}}/{{variant}}/shots{{shots}}_seed{{seed}}/{{effects}}.log",
+        f"logs/ablation/{CELL_PATTERN}/{{effects}}.log",
     benchmark:
-        f"results/benchmarks/ablation_effects/{{model}}/{{task}}/{{variant}}/shots{{shots}}_seed{{seed}}/{{effects}}.tsv"
+        f"results/benchmarks/ablation_effects/{CELL_PATTERN}/{{effects}}.tsv"
     conda:
         "../../envs/analysis.yaml"
     threads: 1
     resources:
         mem_mb=2000,
+    params:
+        method=ablation_method,
     script:
         "../../scripts/ablation_effects.py"
 
@@ -59,9 +61,9 @@ rule ablation_means:
     output:
         f"{ABLATION_DIR}/head_means.npz",
     log:
-        f"logs/ablation/{{model}}/{{task}}/{{variant}}/shots{{shots}}_seed{{seed}}/head_means.log",
+        f"logs/ablation/{CELL_PATTERN}/head_means.log",
     benchmark:
-        f"results/benchmarks/ablation_means/{{model}}/{{task}}/{{variant}}/shots{{shots}}_seed{{seed}}/head_means.tsv"
+        f"results/benchmarks/ablation_means/{CELL_PATTERN}/head_means.tsv"
     conda:
         "../../envs/inference.yaml"
     threads: RUNTIME["threads"]
@@ -83,9 +85,9 @@ rule head_importance:
     output:
         f"{ABLATION_DIR}/importance.parquet",
     log:
-        f"logs/ablation/{{model}}/{{task}}/{{variant}}/shots{{shots}}_seed{{seed}}/importance.log",
+        f"logs/ablation/{CELL_PATTERN}/importance.log",
     benchmark:
-        f"results/benchmarks/head_importance/{{model}}/{{task}}/{{variant}}/shots{{shots}}_seed{{seed}}/importance.tsv"
+        f"results/benchmarks/head_importance/{CELL_PATTERN}/importance.tsv"
     conda:
         "../../envs/inference.yaml"
     threads: RUNTIME["threads"]
@@ -111,9 +113,9 @@ rule pruning_curve:
     output:
         f"{ABLATION_DIR}/pruning.parquet",
     log:
-        f"logs/ablation/{{model}}/{{task}}/{{variant}}/shots{{shots}}_seed{{seed}}/pruning.log",
+        f"logs/ablation/{CELL_PATTERN}/pruning.log",
     benchmark:
-        f"results/benchmarks/pruning_curve/{{model}}/{{task}}/{{variant}}/shots{{shots}}_seed{{seed}}/pruning.tsv"
+        f"results/benchmarks/pruning_curve/{CELL_PATTERN}/pruning.tsv"
     conda:
         "../../envs/inference.yaml"
     threads: RUNTIME["threads"]

@@ -1,4 +1,4 @@
-ATTENTION_DIR = "results/attention/{model}/{task}/{variant}/shots{shots}_seed{seed}"
+ATTENTION_DIR = f"results/attention/{CELL_PATTERN}"
 
 
 rule export_attention:
@@ -35,9 +35,9 @@ rule attention_cell:
         metrics=f"{ATTENTION_DIR}/metrics.parquet",
         rows=f"{ATTENTION_DIR}/rows.parquet",
     log:
-        f"logs/attention/{{model}}/{{task}}/{{variant}}/shots{{shots}}_seed{{seed}}.log",
+        f"logs/attention/{CELL_PATTERN}.log",
     benchmark:
-        f"results/benchmarks/attention_cell/{{model}}/{{task}}/{{variant}}/shots{{shots}}_seed{{seed}}.tsv"
+        f"results/benchmarks/attention_cell/{CELL_PATTERN}.tsv"
     conda:
         "../../envs/inference.yaml"
     threads: RUNTIME["threads"]

@@ -12,9 +12,9 @@ from iclab.configcheck import (  # noqa: E402
     check_config,
     label_task_settings,
     label_variants,
-    task_type,
-    task_variants,
 )
+from iclab.cells import CELL_PATTERN, Cell  # noqa: E402
+from iclab.tasks import task_type, task_variants  # noqa: E402
 
 validate(config, schema="../schemas/config.schema.yaml", set_default=True)
 
@@ -80,13 +80,13 @@ wildcard_constraints:
     layers=r"\d+",
 
 
-def sample_outputs(types=None, suffix=".parquet"):
+def sample_outputs(types=None, suffix=".parquet", models=MODELS):
     """Every model x task x variant x shots x seed cell of the ICL sweep (of `types` if given)."""
     return [
-        f"results/samples/{model}/{task}/{variant}/shots{shots}_seed{seed}{suffix}"
-        for model in MODELS
+        Cell(model, task, variant, shots, seed).path("samples") + suffix
+        for model in models
         for task, settings in TASKS.items()
-        if types is None or task_type(task, settings) in types
+        if types is None or task_type(task, settings).name in types
         for variant in task_variants(task, settings)
         for shots in settings["shots"]
         for seed in SEEDS
@@ -123,15 +123,19 @@ def task_files(wildcards):
     return [path] if path else []
 
 
-def has_task(kind):
-    return any(task_type(name, settings) == kind for name, settings in TASKS.items())
+def task_outputs(kind):
+    """The result tables or figures (`kind`) only the configured tasks' types have, in order."""
+    return list(
+        dict.fromkeys(
+            name for task, settings in TASKS.items() for name in getattr(task_type(task, settings), kind)
+        )
+    )
 
 
 def result_tables():
     """Every CSV table under results/tables/ that this config produces."""
     tables = ["icl_accuracy", "icl_accuracy_by_seed", "icl_differences"]
-    if has_task("date"):
-        tables += ["date_error_types", "date_error_by_year"]
+    tables += task_outputs("tables")
     if ABLATION["cells"]:
         tables += [
             "head_effects",
@@ -175,33 +179,42 @@ def provenance_outputs():
     ]
 
 
-def provenance_sources():
-    """Files that record what produced the tables: model cards, graph hashes (in the export
-    parity reports), provider read-backs."""
-    sources = [f"resources/models/{model}/model.json" for model in MODELS]
-    sources += [f"resources/onnx/{model}/parity.json" for model in MODELS]
-    sources += sample_outputs(suffix=".meta.json")
-    sources += label_sample_outputs(suffix=".meta.json")
+def model_sources(model):
+    """Files that record what produced one model's results: its card, graph hashes (in the
+    export parity reports), provider read-backs of its inference jobs."""
+    models = [model]
+    sources = [f"resources/models/{model}/model.json", f"resources/onnx/{model}/parity.json"]
+    sources += sample_outputs(suffix=".meta.json", models=models)
+    sources += label_sample_outputs(suffix=".meta.json", models=models)
     if ABLATION["cells"]:
         sources += [
             path
-            for wc in ablation_cells()
+            for cell in ablation_cells(models)
             for method in ABLATION["methods"]
-            for path in ablation_shards(wc, method)
+            for path in ablation_shards(cell, method)
         ]
-        sources += [f"resources/onnx/{model}/layered_parity.json" for model in MODELS]
-        sources += [f"{d}/pruning.parquet" for d in cell_dirs("ablation")]
+        sources += [f"resources/onnx/{model}/layered_parity.json"]
+        sources += [f"{d}/pruning.parquet" for d in cell_dirs("ablation", models)]
     if ATTENTION["cells"]:
-        sources += [f"resources/onnx/{model}/attention_parity.json" for model in MODELS]
-        sources += [f"{d}/metrics.parquet" for d in cell_dirs("attention")]
-        sources += [f"results/attention/{model}/induction.parquet" for model in MODELS]
+        sources += [f"resources/onnx/{model}/attention_parity.json"]
+        sources += [f"{d}/metrics.parquet" for d in cell_dirs("attention", models)]
+        sources += [f"results/attention/{model}/induction.parquet"]
     if MEDIATION["cells"]:
-        sources += [f"{d}/aie.parquet" for d in cell_dirs("mediation")]
-        sources += [f"resources/onnx/{model}/layered_parity.json" for model in MODELS]
+        sources += [f"{d}/aie.parquet" for d in cell_dirs("mediation", models)]
+        sources += [f"resources/onnx/{model}/layered_parity.json"]
     if TOY["enabled"]:
-        sources += toy_outputs("positive_control.json")
-        sources += expand("results/text_icl/{model}/summary.json", model=MODELS)
+        sources += [f"results/text_icl/{model}/summary.json"]
     return list(dict.fromkeys(sources))
+
+
+def provenance_inputs(wildcards):
+    """The result tables, the toy models' verdicts, and each configured model's sources as
+    `model{i}` (in config order), so nothing is matched by path."""
+    inputs = {
+        "tables": result_tables(),
+        "toy": toy_outputs("positive_control.json") if TOY["enabled"] else [],
+    }
+    return inputs | {f"model{i}": model_sources(model) for i, model in enumerate(MODELS)}
 
 
 ABLATION = config["ablation"]
@@ -213,11 +226,11 @@ DUALFORM = config["dualform"]
 LABELS = config["labels"]
 
 
-def label_sample_outputs(suffix=".parquet"):
+def label_sample_outputs(suffix=".parquet", models=MODELS):
     """The samples logs of every label cell's variants (flips, random, unrelated), every seed."""
     return [
-        f"results/samples/{model}/{cell['task']}/{variant}/shots{cell['shots']}_seed{seed}{suffix}"
-        for model in MODELS
+        Cell(model, cell["task"], variant, cell["shots"], seed).path("samples") + suffix
+        for model in models
         for cell in LABELS["cells"]
         for variant in label_variants(LABELS)
         for seed in SEEDS
@@ -233,12 +246,12 @@ MEDIATION_TABLES = [
 ]
 
 
-def cell_dirs(section):
+def cell_dirs(section, models=MODELS):
     """results/{section}/{model}/{task}/{variant}/shots{K}_seed{S} for every model and cell."""
     settings = config[section]
     return [
-        f"results/{section}/{model}/{c['task']}/{c['variant']}/shots{c['shots']}_seed{settings['seed']}"
-        for model in MODELS
+        Cell(model, c["task"], c["variant"], c["shots"], settings["seed"]).path(section)
+        for model in models
         for c in settings["cells"]
     ]
 
@@ -252,13 +265,11 @@ def model_layers(model):
         return json.load(handle)["layers"]
 
 
-def ablation_cells():
-    """Wildcards (model, task, variant, shots, seed) of every ablation cell."""
-    from types import SimpleNamespace
-
+def ablation_cells(models=MODELS):
+    """Every ablation cell of `models`."""
     return [
-        SimpleNamespace(model=model, seed=ABLATION["seed"], **cell)
-        for model in MODELS
+        Cell(model, cell["task"], cell["variant"], cell["shots"], ABLATION["seed"])
+        for model in models
         for cell in ABLATION["cells"]
     ]
 
@@ -278,10 +289,16 @@ def ablation_cell(wildcards):
 ABLATION_PREFIX = {"zero": "", "mean": "mean-"}  # file-name prefix of a method's shards/effects
 
 
+def ablation_method(wildcards):
+    """The ablation method (zero or mean) of an `effects` wildcard."""
+    prefix = wildcards.effects.removesuffix("effects")
+    return next(method for method, p in ABLATION_PREFIX.items() if p == prefix)
+
+
 def ablation_shards(wildcards, method=None):
     """The baseline and the layer-range shards of one cell's sweep under `method` (zero or
     mean; default: the one named by an `effects` wildcard)."""
-    base = f"results/ablation/{wildcards.model}/{wildcards.task}/{wildcards.variant}/shots{wildcards.shots}_seed{wildcards.seed}"
+    base = Cell.of(wildcards).path("ablation")
     prefix = ABLATION_PREFIX[method] if method else wildcards.effects.removesuffix("effects")
     layers, step = model_layers(wildcards.model), ABLATION["layers_per_shard"]
     return [f"{base}/baseline.parquet"] + [
@@ -298,9 +315,7 @@ def ablation_effect_tables(method):
 def ablation_means(wildcards):
     """Mean ablation shards read the heads' mean outputs; zero ablation needs nothing."""
     if wildcards.shard.startswith("mean-"):
-        return [
-            f"results/ablation/{wildcards.model}/{wildcards.task}/{wildcards.variant}/shots{wildcards.shots}_seed{wildcards.seed}/head_means.npz"
-        ]
+        return [f"{Cell.of(wildcards).path('ablation')}/head_means.npz"]
     return []
 
 

@@ -1,4 +1,4 @@
-DUALFORM_DIR = "results/dualform/{model}/{task}/{variant}/shots{shots}_seed{seed}"
+DUALFORM_DIR = f"results/dualform/{CELL_PATTERN}"
 
 
 rule dualform_cell:
@@ -12,9 +12,9 @@ rule dualform_cell:
         layers=f"{DUALFORM_DIR}/layers.parquet",
         summary=f"{DUALFORM_DIR}/summary.json",
     log:
-        f"logs/dualform/{{model}}/{{task}}/{{variant}}/shots{{shots}}_seed{{seed}}.log",
+        f"logs/dualform/{CELL_PATTERN}.log",
     benchmark:
-        f"results/benchmarks/dualform_cell/{{model}}/{{task}}/{{variant}}/shots{{shots}}_seed{{seed}}.tsv"
+        f"results/benchmarks/dualform_cell/{CELL_PATTERN}.tsv"
     conda:
         "../../envs/inference.yaml"
     threads: RUNTIME["threads"]

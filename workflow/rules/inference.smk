@@ -6,12 +6,12 @@ rule run_icl:
         parity="resources/onnx/{model}/parity.json",
         task_files=task_files,
     output:
-        samples="results/samples/{model}/{task}/{variant}/shots{shots}_seed{seed}.parquet",
-        meta="results/samples/{model}/{task}/{variant}/shots{shots}_seed{seed}.meta.json",
+        samples=f"results/samples/{CELL_PATTERN}.parquet",
+        meta=f"results/samples/{CELL_PATTERN}.meta.json",
     log:
-        "logs/run_icl/{model}/{task}/{variant}/shots{shots}_seed{seed}.log",
+        f"logs/run_icl/{CELL_PATTERN}.log",
     benchmark:
-        "results/benchmarks/run_icl/{model}/{task}/{variant}/shots{shots}_seed{seed}.tsv"
+        f"results/benchmarks/run_icl/{CELL_PATTERN}.tsv"
     conda:
         "../../envs/inference.yaml"
     threads: RUNTIME["threads"]

@@ -1,7 +1,6 @@
 # Causal mediation per head (Todd et al. 2024): mean head outputs patched at the last token of
 # shuffled-label prompts, function vectors, attribution patching (AtP, AtP*) vs the exact sweep.
-MEDIATION_DIR = "results/mediation/{model}/{task}/{variant}/shots{shots}_seed{seed}"
-MEDIATION_LOG = "{model}/{task}/{variant}/shots{shots}_seed{seed}"
+MEDIATION_DIR = f"results/mediation/{CELL_PATTERN}"
 
 
 rule patch_sweep:
@@ -18,9 +17,9 @@ rule patch_sweep:
         aie=f"{MEDIATION_DIR}/aie.parquet",
         samples=f"{MEDIATION_DIR}/samples.parquet",
     log:
-        f"logs/patch_sweep/{MEDIATION_LOG}.log",
+        f"logs/patch_sweep/{CELL_PATTERN}.log",
     benchmark:
-        f"results/benchmarks/patch_sweep/{MEDIATION_LOG}.tsv"
+        f"results/benchmarks/patch_sweep/{CELL_PATTERN}.tsv"
     conda:
         "../../envs/inference.yaml"
     threads: RUNTIME["threads"]
@@ -45,9 +44,9 @@ rule attribution_patching:
     output:
         f"{MEDIATION_DIR}/attribution.parquet",
     log:
-        f"logs/attribution_patching/{MEDIATION_LOG}.log",
+        f"logs/attribution_patching/{CELL_PATTERN}.log",
     benchmark:
-        f"results/benchmarks/attribution_patching/{MEDIATION_LOG}.tsv"
+        f"results/benchmarks/attribution_patching/{CELL_PATTERN}.tsv"
     conda:
         "../../envs/inference.yaml"
     threads: RUNTIME["threads"]
@@ -73,9 +72,9 @@ rule function_vectors:
     output:
         f"{MEDIATION_DIR}/function_vector.parquet",
     log:
-        f"logs/function_vectors/{MEDIATION_LOG}.log",
+        f"logs/function_vectors/{CELL_PATTERN}.log",
     benchmark:
-        f"results/benchmarks/function_vectors/{MEDIATION_LOG}.tsv"
+        f"results/benchmarks/function_vectors/{CELL_PATTERN}.tsv"
     conda:
         "../../envs/inference.yaml"
     threads: RUNTIME["threads"]

@@ -1,8 +1,7 @@
 rule provenance:
     """What produced every table: config hash, model and graph sha256, providers, versions, seeds."""
     input:
-        tables=result_tables(),
-        sources=lambda wildcards: provenance_sources(),
+        unpack(provenance_inputs),
     output:
         table=report(
             "results/tables/provenance.csv",
@@ -20,5 +19,7 @@ rule provenance:
     threads: 1
     resources:
         mem_mb=2000,
+    params:
+        models=list(MODELS),
     script:
         "../../scripts/provenance.py"
