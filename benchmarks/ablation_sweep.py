@@ -95,23 +95,22 @@ def main() -> None:
     conditions = [Condition()] + [c for layer in layers for c in layer_conditions(layout, layer)]
     ablated = len(conditions) * len(examples)
 
-    runtime = create_runtime(args.onnx, "auto", args.threads)
+    runtime = create_runtime(args.onnx, "auto", args.threads, token_budget=args.token_budget,
+                             max_batch=64)
 
     def batched_sweep():
         start = time.perf_counter()
-        frame = sweep(runtime, tokenizer, examples, conditions, layout, args.token_budget, 64,
-                      progress=False)
+        frame = sweep(runtime, tokenizer, examples, conditions, layout, progress=False)
         return time.perf_counter() - start, frame
 
-    sweep(runtime, tokenizer, examples[:2], conditions[:2], layout, args.token_budget, 64,
-          progress=False)  # warm-up
+    sweep(runtime, tokenizer, examples[:2], conditions[:2], layout, progress=False)  # warm-up
     cached_s, cached = batched_sweep()
-    layered_runtime = create_layered_runtime(args.layered, "auto", args.threads)
-    sweep(layered_runtime, tokenizer, examples[:2], conditions[:2], layout, args.token_budget,
-          64, progress=False)  # warm-up
+    layered_runtime = create_layered_runtime(args.layered, "auto", args.threads,
+                                             token_budget=args.token_budget, max_batch=64)
+    sweep(layered_runtime, tokenizer, examples[:2], conditions[:2], layout,
+          progress=False)  # warm-up
     start = time.perf_counter()
-    layered = sweep(layered_runtime, tokenizer, examples, conditions, layout, args.token_budget,
-                    64, progress=False)
+    layered = sweep(layered_runtime, tokenizer, examples, conditions, layout, progress=False)
     layered_s = time.perf_counter() - start
     shared_prefix = iclab.scoring.MIN_SHARED_PREFIX
     iclab.scoring.MIN_SHARED_PREFIX = 10 ** 9  # the same batches, every prefix recomputed

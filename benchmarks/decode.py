@@ -82,21 +82,20 @@ def main() -> None:
     args = parser.parse_args()
 
     _, layout, tokenizer = saved_model_info(args.card)
-    runtime = create_runtime(args.onnx, "auto", args.threads)
+    runtime = create_runtime(args.onnx, "auto", args.threads, token_budget=args.token_budget,
+                             max_batch=args.max_batch)
     cells = []
     for shots in args.shots:
         examples = build_examples("date", args.examples, shots, seed=0)
         encoded = [encode(tokenizer, ex.prompt, ex.target) for ex in examples]
-        scored = teacher_forced(runtime, encoded, layout, pad_token_id(tokenizer),
-                                args.token_budget, args.max_batch, progress=False)
+        scored = teacher_forced(runtime, encoded, layout, pad_token_id(tokenizer), progress=False)
         wrong = [i for i in range(len(encoded)) if not scored.at[i, "correct"]]
         prompts = [encoded[i].prompt_ids for i in wrong]
         known = [_greedy_prefix(encoded[i].greedy_ids, scored.at[i, "argmax_ids"]) for i in wrong]
         guesses = [scored.at[i, "argmax_ids"][len(k):] for k, i in zip(known, wrong)]
         limits = [len(encoded[i].target_ids) + 4 for i in wrong]
         start = time.perf_counter()
-        cached = greedy_decode(runtime, tokenizer, prompts, layout, limits, args.token_budget,
-                               args.max_batch, prefixes=known)
+        cached = greedy_decode(runtime, tokenizer, prompts, layout, limits, prefixes=known)
         cached_s = time.perf_counter() - start
         start = time.perf_counter()
         jacobi, passes = jacobi_decode(runtime, tokenizer, prompts, layout, limits,

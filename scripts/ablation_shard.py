@@ -11,6 +11,7 @@ from iclab.cells import Cell
 from iclab.io import write_table
 from iclab.layered import create_layered_runtime
 from iclab.models import saved_model_info
+from iclab.runtime import batching
 
 wc, runtime_cfg = sm.wildcards, sm.params.runtime
 card, layout, tokenizer = saved_model_info(sm.input.card)
@@ -23,10 +24,9 @@ else:
                    .split("-"))
     conditions = [c for layer in range(first, last + 1) for c in layer_conditions(layout, layer)]
 runtime = create_layered_runtime(sm.input.graphs, runtime_cfg["provider"], sm.threads,
-                                 runtime_cfg["fp16"])
+                                 runtime_cfg["fp16"], **batching(runtime_cfg))
 replacement = np.load(sm.input.means[0])["means"] if method == "mean" else None
-results = sweep(runtime, tokenizer, examples, conditions, layout, runtime_cfg["token_budget"],
-                runtime_cfg["max_batch"], replacement=replacement)
+results = sweep(runtime, tokenizer, examples, conditions, layout, replacement=replacement)
 results["provider"] = runtime.provider
 write_table(sm.output[0], results)
 log.info("%s (%s ablation): %d conditions x %d examples on %s", wc.shard, method,

@@ -23,6 +23,7 @@ from iclab.mediation import (
     shuffled_label_examples,
 )
 from iclab.models import load_saved
+from iclab.runtime import batching
 from iclab.scoring import encode, pad_token_id
 
 here, runtime_cfg, cell = Cell.of(sm.wildcards), sm.params.runtime, sm.params.cell
@@ -37,7 +38,7 @@ corrupted_part = shuffled_label_examples(aie_part, here.seed)
 clean_rows = [encode(tokenizer, ex.prompt, ex.target) for ex in aie_part]
 corrupted_rows = [encode(tokenizer, ex.prompt, ex.target) for ex in corrupted_part]
 runtime = create_layered_runtime(sm.input.graphs, runtime_cfg["provider"], sm.threads,
-                                 runtime_cfg["fp16"])
+                                 runtime_cfg["fp16"], **batching(runtime_cfg))
 clean = first_token_probs(runtime, clean_rows)
 corrupted, patched = last_token_patch_sweep(runtime, corrupted_rows, means[None])
 np.savez(sm.output.means, means=means, items=np.asarray([ex.item for ex in mean_part]))

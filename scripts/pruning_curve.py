@@ -13,6 +13,7 @@ from iclab.cells import Cell
 from iclab.io import write_table
 from iclab.layered import create_layered_runtime
 from iclab.models import saved_model_info
+from iclab.runtime import batching
 
 cell, runtime_cfg = Cell.of(sm.wildcards), sm.params.runtime
 card, layout, tokenizer = saved_model_info(sm.input.card)
@@ -21,9 +22,8 @@ importance = pd.read_parquet(sm.input.importance).pivot(index="layer", columns="
                                                         values="importance").to_numpy()
 steps, masks = pruning_plan(importance, layout, sm.params.step, sm.params.random_orders)
 runtime = create_layered_runtime(sm.input.graphs, runtime_cfg["provider"], sm.threads,
-                                 runtime_cfg["fp16"])
-scored = evaluate_masks(runtime, tokenizer, examples, masks, layout, runtime_cfg["token_budget"],
-                        runtime_cfg["max_batch"])
+                                 runtime_cfg["fp16"], **batching(runtime_cfg))
+scored = evaluate_masks(runtime, tokenizer, examples, masks, layout)
 summary = pruning_summary(scored, steps, [ex.item for ex in examples])
 summary["provider"] = runtime.provider
 write_table(sm.output[0], cell.tag(summary))

@@ -9,16 +9,16 @@ from iclab.io import read_json, write_json, write_table
 from iclab.metrics import CHOICE_SCORINGS
 from iclab.models import saved_model_info
 from iclab.provenance import config_hash, machine, package_versions
-from iclab.runtime import create_runtime
+from iclab.runtime import batching, create_runtime
 from iclab.scoring import score_examples
 
 runtime_cfg, task_cfg = sm.params.runtime, sm.params.task_settings
 card, layout, tokenizer = saved_model_info(sm.input.card)
 cell = Cell.of(sm.wildcards)
 examples = cell.examples(task_cfg, task_cfg["n_test"])
-runtime = create_runtime(sm.input.onnx, runtime_cfg["provider"], sm.threads, runtime_cfg["fp16"])
-samples = score_examples(runtime, tokenizer, examples, layout, runtime_cfg["token_budget"],
-                         runtime_cfg["max_batch"], temperature=task_cfg["temperature"])
+runtime = create_runtime(sm.input.onnx, runtime_cfg["provider"], sm.threads, runtime_cfg["fp16"],
+                         **batching(runtime_cfg))
+samples = score_examples(runtime, tokenizer, examples, layout, temperature=task_cfg["temperature"])
 samples.insert(0, "model", cell.model)
 write_table(sm.output.samples, samples)
 write_json(sm.output.meta, {

@@ -33,7 +33,8 @@ with atomic_path(sm.output.onnx) as tmp:
         raise RuntimeError(f"toy ONNX parity failed: {parity}")
 with atomic_path(sm.output.attention_onnx) as tmp:
     export_attention_onnx(model, tmp)
-runtime = create_runtime(sm.output.onnx, runtime_cfg["provider"], sm.threads, runtime_cfg["fp16"])
+runtime = create_runtime(sm.output.onnx, runtime_cfg["provider"], sm.threads, runtime_cfg["fp16"],
+                         token_budget=1 << 16, max_batch=256)  # short synthetic rows
 attention_runtime = create_runtime(sm.output.attention_onnx, runtime_cfg["provider"], sm.threads,
                                    runtime_cfg["fp16"])
 known = [tuple(h) for h in trained["induction_heads"]]

@@ -52,8 +52,8 @@ def test_batched_sweep_equals_separate_pytorch_runs(tiny, tokenizer):
     layout = head_layout(model.config)
     examples = build_examples("copy", 3, 2, seed=4)
     conditions = [Condition()] + layer_conditions(layout, 1)
-    results = sweep(create_runtime(path, "cpu", 1), tokenizer, examples, conditions, layout,
-                    token_budget=4096, max_batch=7, progress=False)
+    results = sweep(create_runtime(path, "cpu", 1, token_budget=4096, max_batch=7), tokenizer,
+                    examples, conditions, layout, progress=False)
     assert len(results) == len(conditions) * len(examples)
     for row in results.itertuples():
         condition = conditions[[c.name for c in conditions].index(row.condition)]
@@ -132,8 +132,8 @@ def test_evaluate_masks_rows_are_independent(tiny, tokenizer):
     examples = build_examples("copy", 2, 1, seed=0)
     masks = np.ones((3, layout.n_layers, layout.n_heads), dtype=np.float32)
     masks[1, 0, 0] = 0
-    scored = evaluate_masks(create_runtime(path, "cpu", 1), tokenizer, examples, masks, layout,
-                            4096, 4, progress=False)
+    scored = evaluate_masks(create_runtime(path, "cpu", 1, token_budget=4096, max_batch=4),
+                            tokenizer, examples, masks, layout, progress=False)
     first, second, third = (scored[scored["mask"] == m]["gold_logprob"].to_numpy() for m in range(3))
     np.testing.assert_array_equal(first, third)
     assert np.abs(first - second).max() > 1e-4

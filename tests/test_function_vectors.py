@@ -41,6 +41,7 @@ class TorchRuntime:
     """`scoring.teacher_forced`'s runtime backed by PyTorch eager (`export.torch_logprobs`)."""
 
     has_cache, cache_bytes_per_token = False, 0
+    token_budget, max_batch = 4096, 8
 
     def __init__(self, model):
         self.model = model
@@ -130,8 +131,8 @@ def test_no_vector_and_zero_vector_score_as_teacher_forced(tiny_model, tokenizer
     pad = pad_token_id(tokenizer)
     plain = score_with_vector(model, rows, pad, 1, None, batch_size=4)
     zero = score_with_vector(model, rows, pad, 1, np.zeros(d_model(model)), batch_size=4)
-    reference = teacher_forced(TorchRuntime(model), rows, head_layout(model.config), pad, 4096,
-                               8, progress=False)
+    reference = teacher_forced(TorchRuntime(model), rows, head_layout(model.config), pad,
+                               progress=False)
     assert plain["correct"].tolist() == expected == reference["correct"].tolist()
     pd.testing.assert_frame_equal(plain, zero, check_exact=True)
     np.testing.assert_allclose(plain["gold_logprob"], reference["gold_logprob"], atol=1e-4)

@@ -44,10 +44,11 @@ def test_layered_sweep_equals_full_pass(layered, tokenizer, demonstrations):
     examples = build_examples("copy", 5, 2, seed=1, demonstrations=demonstrations)
     conditions = [Condition()] + [c for layer in range(layout.n_layers)
                                   for c in layer_conditions(layout, layer)]
-    full = sweep(create_runtime(path, "cpu", 1), tokenizer, examples, conditions, layout,
-                 4096, 8, progress=False)
-    reused = sweep(create_layered_runtime(directory, "cpu", 1), tokenizer, examples,
-                   conditions, layout, 4096, 3, progress=False)  # several batches per mask
+    full = sweep(create_runtime(path, "cpu", 1, token_budget=4096, max_batch=8), tokenizer,
+                 examples, conditions, layout, progress=False)
+    reused = sweep(create_layered_runtime(directory, "cpu", 1, token_budget=4096, max_batch=3),
+                   tokenizer, examples, conditions, layout,
+                   progress=False)  # several batches per mask
     assert (full[["condition", "item"]] == reused[["condition", "item"]]).all().all()
     assert (full["correct"] == reused["correct"]).all()
     assert np.abs(full["gold_logprob"] - reused["gold_logprob"]).max() <= 1e-4
@@ -59,10 +60,11 @@ def test_layered_pruning_masks_equal_full_pass(layered, tokenizer):
     layout = head_layout(model.config)
     examples = build_examples("copy", 4, 2, seed=2, demonstrations="shared")
     masks = pruning_masks(random_order(layout, 0), layout, [0.0, 0.25, 0.5, 0.75])
-    full = evaluate_masks(create_runtime(path, "cpu", 1), tokenizer, examples, masks, layout,
-                          4096, 8, progress=False)
-    reused = evaluate_masks(create_layered_runtime(directory, "cpu", 1), tokenizer, examples,
-                            masks, layout, 4096, 8, progress=False)
+    full = evaluate_masks(create_runtime(path, "cpu", 1, token_budget=4096, max_batch=8),
+                          tokenizer, examples, masks, layout, progress=False)
+    reused = evaluate_masks(create_layered_runtime(directory, "cpu", 1, token_budget=4096,
+                                                   max_batch=8),
+                            tokenizer, examples, masks, layout, progress=False)
     assert (full["correct"] == reused["correct"]).all()
     assert np.abs(full["gold_logprob"] - reused["gold_logprob"]).max() <= 1e-4
 

@@ -3,6 +3,8 @@ ablation give the numbers of an independent per-head PyTorch loop with hooks."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -69,9 +71,10 @@ def test_mean_ablation_equals_hook_reference(layered, tokenizer):
     examples = build_examples("copy", 4, 2, seed=3, demonstrations="shared")
     means = mean_hook_z(model, _rows(tokenizer, seed=11), pad)
     conditions = [Condition()] + layer_conditions(layout, layout.n_layers - 1)
-    mean = sweep(runtime, tokenizer, examples, conditions, layout, 4096, 8, progress=False,
+    runtime = replace(runtime, token_budget=4096, max_batch=8)
+    mean = sweep(runtime, tokenizer, examples, conditions, layout, progress=False,
                  replacement=means)
-    zero = sweep(runtime, tokenizer, examples, conditions, layout, 4096, 8, progress=False)
+    zero = sweep(runtime, tokenizer, examples, conditions, layout, progress=False)
     encoded = [encode(tokenizer, ex.prompt, ex.target) for ex in examples]
     for condition in conditions[1:]:
         removed = torch.from_numpy(condition.mask(layout) == 0.0)

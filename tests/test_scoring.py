@@ -3,6 +3,8 @@ hand."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -32,28 +34,28 @@ def torch_logprobs(model, ids: list[int]) -> np.ndarray:
 
 def test_greedy_decode_matches_generate(tiny, tokenizer):
     _, model, path = tiny
-    runtime = create_runtime(path, "cpu", 1)
+    runtime = create_runtime(path, "cpu", 1, token_budget=4096, max_batch=8)
     examples = build_examples("copy", 5, 2, seed=0)
     prompts = [tokenizer(e.prompt).input_ids for e in examples]
-    ours = greedy_decode(runtime, tokenizer, prompts, head_layout(model.config), 6, 4096, 8,
+    ours = greedy_decode(runtime, tokenizer, prompts, head_layout(model.config), 6,
                          stop="\x00never")
     want = [hf_greedy(model, tokenizer, ex.prompt, 6) for ex in examples]
     for text, tokens in zip(ours, want):
         assert text == tokenizer.decode(tokens)
     # Known prefixes join the prompt pass and must not change the result; nor may the batch
     # size (rows of different lengths share one cache, padded on the right).
-    resumed = greedy_decode(runtime, tokenizer, prompts, head_layout(model.config), 6, 4096, 8,
+    resumed = greedy_decode(runtime, tokenizer, prompts, head_layout(model.config), 6,
                             stop="\x00never", prefixes=[t[:2] for t in want])
     assert resumed == ours
-    one_by_one = greedy_decode(runtime, tokenizer, prompts, head_layout(model.config), 6, 4096, 1,
-                               stop="\x00never")
+    one_by_one = greedy_decode(replace(runtime, max_batch=1), tokenizer, prompts,
+                               head_layout(model.config), 6, stop="\x00never")
     assert one_by_one == ours
 
 
 def test_teacher_forced_correct_equals_generate(tiny, tokenizer):
     """Gold = the model's own greedy tokens scores correct; one changed token does not."""
     _, model, path = tiny
-    runtime = create_runtime(path, "cpu", 1)
+    runtime = create_runtime(path, "cpu", 1, token_budget=4096, max_batch=8)
     encoded, expected = [], []
     for i, ex in enumerate(build_examples("copy", 6, 2, seed=0)):
         prompt_ids = tokenizer(ex.prompt).input_ids
@@ -63,7 +65,7 @@ def test_teacher_forced_correct_equals_generate(tiny, tokenizer):
             greedy[j] = (greedy[j] + 1) % len(tokenizer)
         encoded.append(Encoded(prompt_ids, greedy))
         expected.append(i % 2 == 0)
-    scored = teacher_forced(runtime, encoded, head_layout(model.config), 0, 4096, 8,
+    scored = teacher_forced(runtime, encoded, head_layout(model.config), 0,
                             progress=False)
     assert scored["correct"].tolist() == expected
 
@@ -73,7 +75,7 @@ def test_correct_needs_the_stop(tiny, tokenizer):
     answer); a stop merged into the answer's last tokens is read from the joint tokenisation;
     the gold log-prob and rank read the answer's own tokens only."""
     _, model, path = tiny
-    runtime = create_runtime(path, "cpu", 1)
+    runtime = create_runtime(path, "cpu", 1, token_budget=4096, max_batch=8)
     rows, expected = [], []
     for ex in build_examples("copy", 4, 2, seed=1):
         p = tokenizer(ex.prompt).input_ids
@@ -86,7 +88,7 @@ def test_correct_needs_the_stop(tiny, tokenizer):
                  Encoded(p, [g[0], other, other], g[1:4], n_shared=1),  # merge changed more
                  Encoded(p, [g[0], other, g[2]], g[1:3] + [other], n_shared=1)]
         expected += [True, False, True, True, True, False]
-    scored = teacher_forced(runtime, rows, head_layout(model.config), 0, 4096, 8,
+    scored = teacher_forced(runtime, rows, head_layout(model.config), 0,
                             progress=False)
     assert scored["correct"].tolist() == expected
     for row, e in zip(scored.itertuples(), rows):
@@ -101,10 +103,10 @@ def test_correct_needs_the_stop(tiny, tokenizer):
 def test_score_examples_match_generate(tiny, tokenizer):
     """`correct` and `prediction` of task rows equal greedy `generate()` cut at the newline."""
     _, model, path = tiny
-    runtime = create_runtime(path, "cpu", 1)
+    runtime = create_runtime(path, "cpu", 1, token_budget=4096, max_batch=8)
     examples = (build_examples("copy", 4, 2, seed=0)
                 + build_examples("remap", 3, 3, seed=0, variant="symbols"))
-    rows = score_examples(runtime, tokenizer, examples, head_layout(model.config), 4096, 8,
+    rows = score_examples(runtime, tokenizer, examples, head_layout(model.config),
                           progress=False)
     for ex, row in zip(examples, rows.itertuples()):
         enc = encode(tokenizer, ex.prompt, ex.target)
@@ -116,9 +118,9 @@ def test_score_examples_match_generate(tiny, tokenizer):
 def test_metrics_by_hand(tiny, tokenizer):
     """gold_logprob and first_token_rank recomputed directly from the PyTorch logits."""
     _, model, path = tiny
-    runtime = create_runtime(path, "cpu", 1)
+    runtime = create_runtime(path, "cpu", 1, token_budget=4096, max_batch=8)
     ex = build_examples("copy", 1, 1, seed=5)[0]
-    row = score_examples(runtime, tokenizer, [ex], head_layout(model.config), 4096, 8,
+    row = score_examples(runtime, tokenizer, [ex], head_layout(model.config),
                          progress=False).iloc[0]
     enc = encode(tokenizer, ex.prompt, ex.target)
     with torch.no_grad():
@@ -177,9 +179,9 @@ def test_candidate_scores_match_pytorch(tiny, tokenizer):
     """Every candidate's log P(" label" | prompt), and after the content-free prompt, equals a
     direct PyTorch computation; summed, length-normalised and calibrated predictions by hand."""
     _, model, path = tiny
-    runtime = create_runtime(path, "cpu", 1)
+    runtime = create_runtime(path, "cpu", 1, token_budget=4096, max_batch=8)
     examples = build_examples("remap", 3, 3, seed=0, variant="symbols")
-    rows = score_examples(runtime, tokenizer, examples, head_layout(model.config), 4096, 8,
+    rows = score_examples(runtime, tokenizer, examples, head_layout(model.config),
                           temperature=0.5, progress=False)
     for ex, row in zip(examples, rows.itertuples()):
         assert row.content_free_prompt == ex.content_free_prompt
@@ -212,7 +214,7 @@ def test_shared_prefix_cache_equals_full_pass(tiny, tokenizer, monkeypatch):
     import iclab.scoring
 
     _, model, path = tiny
-    runtime = create_runtime(path, "cpu", 1)
+    runtime = create_runtime(path, "cpu", 1, token_budget=4096, max_batch=8)
     layout = head_layout(model.config)
     examples = build_examples("copy", 5, 3, seed=0, demonstrations="shared")
     encoded = [encode(tokenizer, ex.prompt, ex.target) for ex in examples] * 3
@@ -220,10 +222,10 @@ def test_shared_prefix_cache_equals_full_pass(tiny, tokenizer, monkeypatch):
     masks[5:10, 0, 1] = 0.0
     masks[10:, 1] = 0.0
     assert iclab.scoring.common_prefix_length([e.prompt_ids for e in encoded]) > 40
-    cached = teacher_forced(runtime, encoded, layout, 0, 4096, 4, progress=False,
-                            head_masks=masks)
+    runtime = replace(runtime, token_budget=4096, max_batch=4)
+    cached = teacher_forced(runtime, encoded, layout, 0, progress=False, head_masks=masks)
     monkeypatch.setattr(iclab.scoring, "MIN_SHARED_PREFIX", 10 ** 9)
-    full = teacher_forced(runtime, encoded, layout, 0, 4096, 4, progress=False, head_masks=masks)
+    full = teacher_forced(runtime, encoded, layout, 0, progress=False, head_masks=masks)
     np.testing.assert_allclose(cached["gold_logprob"], full["gold_logprob"], atol=1e-5)
     assert cached["argmax_ids"].tolist() == full["argmax_ids"].tolist()
     assert np.abs(cached["gold_logprob"][:5].to_numpy() - cached["gold_logprob"][5:10]).max() > 1e-4

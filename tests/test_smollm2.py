@@ -70,12 +70,12 @@ AGREEMENT_CELLS = [("copy", "default", 1, "per_item", 24), ("remap", "semantic",
 def test_correct_and_prediction_agree_with_generate(smollm2):
     model, tokenizer, onnx_path = smollm2
     torch.set_num_threads(2)
-    runtime = create_runtime(onnx_path, "cpu", 2)
+    runtime = create_runtime(onnx_path, "cpu", 2, max_batch=16)
     agree, runs_past, total = 0, 0, 0
     for task, variant, shots, demonstrations, n in AGREEMENT_CELLS:
         examples = build_examples(task, n, shots, seed=0, variant=variant,
                                   demonstrations=demonstrations)
-        rows = score_examples(runtime, tokenizer, examples, head_layout(model.config), 8192, 16,
+        rows = score_examples(runtime, tokenizer, examples, head_layout(model.config),
                               progress=False)
         for ex, row in zip(examples, rows.itertuples()):
             enc = encode(tokenizer, ex.prompt, ex.target)
@@ -112,11 +112,11 @@ def test_prefix_and_layer_reuse_equal_full_pass(smollm2, layered_dir, monkeypatc
     masks = np.ones((4, layout.n_layers, layout.n_heads), dtype=np.float32)
     masks[1, 0, 2] = masks[2, 15, 4] = 0.0
     masks[3, 29] = 0.0
-    cached = evaluate_masks(runtime, tokenizer, examples, masks, layout, 8192, 64, progress=False)
+    cached = evaluate_masks(runtime, tokenizer, examples, masks, layout, progress=False)
     reused = evaluate_masks(create_layered_runtime(layered_dir, "cpu", 2), tokenizer, examples,
-                            masks, layout, 8192, 64, progress=False)
+                            masks, layout, progress=False)
     monkeypatch.setattr(iclab.scoring, "MIN_SHARED_PREFIX", 10 ** 9)
-    full = evaluate_masks(runtime, tokenizer, examples, masks, layout, 8192, 64, progress=False)
+    full = evaluate_masks(runtime, tokenizer, examples, masks, layout, progress=False)
     for scored in (cached, reused):
         assert np.abs(scored["gold_logprob"] - full["gold_logprob"]).max() <= 1e-4
         assert (scored["correct"] == full["correct"]).all()

@@ -142,7 +142,8 @@ def test_onnx_sweep_matches_pytorch_hooks(tmp_path):
     model, _ = attention_only_model(settings, 2, seed=0)
     export_onnx(model, tmp_path / "model.onnx")
     export_attention_onnx(model, tmp_path / "attention.onnx")
-    table, verdict = pipeline_analysis(model, create_runtime(tmp_path / "model.onnx"),
+    table, verdict = pipeline_analysis(model, create_runtime(tmp_path / "model.onnx",
+                                                             token_budget=1 << 16, max_batch=256),
                                        create_runtime(tmp_path / "attention.onnx"), settings,
                                        seed=0, known=[(1, 0)])
     rows, _ = copy_rows(settings, settings["analysis_sequences"], 0)

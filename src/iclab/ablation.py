@@ -54,21 +54,20 @@ def layer_conditions(layout: HeadLayout, layer: int) -> list[Condition]:
 
 
 def evaluate_masks(runtime: Runtime | LayeredRuntime, tokenizer, examples: Sequence[Example],
-                   masks: np.ndarray, layout: HeadLayout, token_budget: int, max_batch: int,
-                   progress: bool = True, replacement: np.ndarray | None = None) -> pd.DataFrame:
+                   masks: np.ndarray, layout: HeadLayout, *, progress: bool = True,
+                   replacement: np.ndarray | None = None) -> pd.DataFrame:
     """Score every example under every mask `masks[m, layer, head]` in shared batches.
 
     Returns one row per (mask index, example): `mask`, `item`, `correct`, `gold_logprob`.
     """
     encoded = [encode(tokenizer, ex.prompt, ex.target) for ex in examples]
     return evaluate_encoded(runtime, encoded, [ex.item for ex in examples], masks, layout,
-                            pad_token_id(tokenizer), token_budget, max_batch, progress,
-                            replacement)
+                            pad_token_id(tokenizer), progress=progress, replacement=replacement)
 
 
 def evaluate_encoded(runtime: Runtime | LayeredRuntime, encoded: Sequence[Encoded], items: Sequence[int],
-                     masks: np.ndarray, layout: HeadLayout, pad_id: int, token_budget: int,
-                     max_batch: int, progress: bool = True,
+                     masks: np.ndarray, layout: HeadLayout, pad_id: int, *,
+                     progress: bool = True,
                      replacement: np.ndarray | None = None) -> pd.DataFrame:
     """`evaluate_masks` for rows already split into prompt and answer tokens (any token data,
     e.g. the toy models' synthetic sequences). A `LayeredRuntime` reuses the baseline's layers
@@ -76,8 +75,8 @@ def evaluate_encoded(runtime: Runtime | LayeredRuntime, encoded: Sequence[Encode
     `replacement[layer, head, head_dim]` (layered graphs only): what a removed head outputs
     instead of zeros (mean ablation: its mean output)."""
     if isinstance(runtime, LayeredRuntime):
-        scored = pd.concat(layered_teacher_forced(runtime, encoded, masks, pad_id, token_budget,
-                                                  max_batch, progress, replacement),
+        scored = pd.concat(layered_teacher_forced(runtime, encoded, masks, pad_id,
+                                                  progress=progress, replacement=replacement),
                            ignore_index=True)
     elif replacement is not None:
         raise ValueError("head replacement (mean ablation) runs on the layered graphs "
@@ -85,8 +84,8 @@ def evaluate_encoded(runtime: Runtime | LayeredRuntime, encoded: Sequence[Encode
     else:
         rows: list[Encoded] = [e for _ in range(len(masks)) for e in encoded]
         row_masks = np.repeat(masks, len(encoded), axis=0)
-        scored = teacher_forced(runtime, rows, layout, pad_id, token_budget, max_batch,
-                                progress=progress, head_masks=row_masks)
+        scored = teacher_forced(runtime, rows, layout, pad_id, progress=progress,
+                                head_masks=row_masks)
     return pd.DataFrame({
         "mask": np.repeat(np.arange(len(masks)), len(encoded)),
         "item": [item for _ in range(len(masks)) for item in items],
@@ -96,13 +95,13 @@ def evaluate_encoded(runtime: Runtime | LayeredRuntime, encoded: Sequence[Encode
 
 
 def sweep(runtime: Runtime | LayeredRuntime, tokenizer, examples: Sequence[Example],
-          conditions: Sequence[Condition], layout: HeadLayout, token_budget: int, max_batch: int,
-          progress: bool = True, replacement: np.ndarray | None = None) -> pd.DataFrame:
+          conditions: Sequence[Condition], layout: HeadLayout, *, progress: bool = True,
+          replacement: np.ndarray | None = None) -> pd.DataFrame:
     """Per condition and example: correct and gold log-prob under that ablation (zero, or
     each removed head replaced by `replacement[layer, head]`, e.g. its mean)."""
     masks = np.stack([c.mask(layout) for c in conditions])
-    frame = evaluate_masks(runtime, tokenizer, examples, masks, layout, token_budget, max_batch,
-                           progress, replacement)
+    frame = evaluate_masks(runtime, tokenizer, examples, masks, layout, progress=progress,
+                           replacement=replacement)
     return label_conditions(frame, conditions)
 
 

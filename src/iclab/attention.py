@@ -86,8 +86,7 @@ def torch_attention(model: nn.Module, feeds: dict[str, np.ndarray]) -> np.ndarra
 # Per-example analysis through a runtime of the attention graph
 
 
-def prompt_attention(runtime, tokenizer, examples, token_budget: int, max_batch: int,
-                     progress: bool = True):
+def prompt_attention(runtime, tokenizer, examples, *, progress: bool = True):
     """Yield `(example, prompt_ids, relevant_mask, attention[layers, heads, L])` per example:
     the attention row of the last prompt token (the one that predicts the answer)."""
     from tqdm import tqdm
@@ -102,7 +101,7 @@ def prompt_attention(runtime, tokenizer, examples, token_budget: int, max_batch:
         relevant = relevant_token_mask(tokens["offset_mapping"], ex.relevant_spans(), len(ids))
         encoded.append((ids, relevant))
     lengths = [len(ids) for ids, _ in encoded]
-    batches = list(length_sorted_batches(lengths, token_budget, max_batch))
+    batches = list(length_sorted_batches(lengths, runtime.token_budget, runtime.max_batch))
     for rows in tqdm(batches, desc="attention rows", disable=not progress, mininterval=5):
         feeds = attention_feeds([encoded[i][0] for i in rows], [[lengths[i] - 1] for i in rows],
                                 pad_token_id(tokenizer))
@@ -110,3 +109,25 @@ def prompt_attention(runtime, tokenizer, examples, token_budget: int, max_batch:
         for b, i in enumerate(rows):
             ids, relevant = encoded[i]
             yield examples[i], ids, relevant, attention[b, :, :, 0, : len(ids)]
+
+
+def cell_attention(runtime, tokenizer, examples, top_k: int):
+    """A cell's attention tables: AQ, entropy and focus per head and example with their
+    baselines (`metrics`), the top `top_k` heads by AQ, and the attention rows of those heads on
+    the first example (`rows`, the figure's)."""
+    import pandas as pd
+
+    from iclab.attention_metrics import head_metrics
+    from iclab.attention_tables import attention_rows, metric_rows, top_heads
+
+    rows, first = [], None
+    for ex, ids, relevant, attention in prompt_attention(runtime, tokenizer, examples):
+        metrics = head_metrics(attention, relevant, seed=ex.item)  # random set seeded by item
+        rows += metric_rows(ex.item, len(ids), relevant, metrics)
+        first = first or (ex, ids, relevant, attention)
+    metrics = pd.DataFrame(rows)
+    metrics["provider"] = runtime.provider
+    top = top_heads(metrics, top_k)
+    ex, ids, relevant, attention = first
+    return metrics, top, attention_rows(ex.item, tokenizer.convert_ids_to_tokens(ids), relevant,
+                                        attention, top)

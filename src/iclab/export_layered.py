@@ -209,8 +209,8 @@ def layered_parity_check(model: nn.Module, encoded: list, pad_id: int, directory
     layout = head_layout(model.config)
     masks = np.ones((2, layout.n_layers, layout.n_heads), np.float32)
     masks[1, layout.n_layers // 2, 0] = 0.0
-    runtime = create_layered_runtime(directory, "cpu", threads)
-    layered = layered_teacher_forced(runtime, encoded, masks, pad_id, 4096, 64, progress=False)
+    runtime = create_layered_runtime(directory, "cpu", threads, token_budget=4096, max_batch=64)
+    layered = layered_teacher_forced(runtime, encoded, masks, pad_id, progress=False)
     positions = [list(range(len(e.prompt_ids) - 1, len(e.input_ids))) for e in encoded]
     diffs, agree = [], True
     for mask, scored in zip(masks, layered):

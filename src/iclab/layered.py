@@ -44,6 +44,8 @@ class LayeredRuntime:
     kv_heads: int
     head_dim: int
     d_model: int
+    token_budget: int = 8192  # batching, as on `Runtime`
+    max_batch: int = 64
 
     @property
     def provider(self) -> str:
@@ -84,7 +86,8 @@ def _run(runtime: Runtime, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
 
 
 def create_layered_runtime(directory: str | Path, provider: str = "auto", threads: int = 1,
-                           fp16: bool = False) -> LayeredRuntime:
+                           fp16: bool = False, token_budget: int = 8192,
+                           max_batch: int = 64) -> LayeredRuntime:
     """Open the stage graphs listed in `directory/layered.json` on one provider.
 
     Intra-op threads do not spin between calls: stages run one after another, and a spinning
@@ -102,7 +105,7 @@ def create_layered_runtime(directory: str | Path, provider: str = "auto", thread
                          "by an older iclab: delete that folder and rerun snakemake")
     return LayeredRuntime(open_stage(manifest["embed"]), blocks,
                           open_stage(manifest["head"]), manifest["heads"], manifest["kv_heads"],
-                          manifest["head_dim"], manifest["d_model"])
+                          manifest["head_dim"], manifest["d_model"], token_budget, max_batch)
 
 
 def first_changed_layer(mask: np.ndarray) -> int:
@@ -122,9 +125,8 @@ class _Batch:
 
 
 def layered_teacher_forced(runtime: LayeredRuntime, encoded: Sequence[Encoded],
-                           masks: np.ndarray, pad_id: int, token_budget: int, max_batch: int,
-                           progress: bool = True, replacement: np.ndarray | None = None
-                           ) -> list[pd.DataFrame]:
+                           masks: np.ndarray, pad_id: int, *, progress: bool = True,
+                           replacement: np.ndarray | None = None) -> list[pd.DataFrame]:
     """`teacher_forced` of every row under each `masks[m, layer, head]`, one frame per mask.
 
     Where a mask is m < 1 the head outputs `hook_z * m + (1 - m) * replacement[layer, head]`
@@ -138,7 +140,8 @@ def layered_teacher_forced(runtime: LayeredRuntime, encoded: Sequence[Encoded],
     starts = [first_changed_layer(m) for m in masks]
     kept_layers = sorted(set(starts) - {runtime.n_layers})
     prefix_in, prefix_past = _prefix_states(runtime, sequences[0][:shared], kept_layers)
-    batches = _batches(encoded, graph_rows, sequences, shared, pad_id, token_budget, max_batch)
+    batches = _batches(encoded, graph_rows, sequences, shared, pad_id, runtime.token_budget,
+                       runtime.max_batch)
     results = [{i: {} for i in range(len(encoded))} for _ in masks]
     bar = tqdm(total=len(masks) * len(graph_rows), desc="layered sweep", disable=not progress,
                mininterval=5)

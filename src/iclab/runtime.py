@@ -25,6 +25,8 @@ class Runtime:
     session: object
     provider: str  # "CUDAExecutionProvider" or "CPUExecutionProvider"
     fp16: bool
+    token_budget: int = 8192  # batching: rows * longest row <= token_budget per call
+    max_batch: int = 64  # and at most this many rows
 
     @property
     def device(self) -> str:
@@ -92,6 +94,12 @@ class Runtime:
         return feeds
 
 
+def batching(settings: dict) -> dict[str, int]:
+    """The `runtime:` section's batching settings, as keyword arguments of `create_runtime` and
+    `create_layered_runtime`."""
+    return {"token_budget": settings["token_budget"], "max_batch": settings["max_batch"]}
+
+
 def check_provider_request(provider: str, fp16: bool) -> None:
     """Fail early on settings that cannot work, before any model is loaded."""
     if provider not in ("auto", "cuda", "cpu"):
@@ -135,7 +143,8 @@ def require_cuda() -> None:
 
 
 def create_runtime(onnx_path: str | Path, provider: str = "auto", threads: int = 1,
-                   fp16: bool = False, spin: bool = True) -> Runtime:
+                   fp16: bool = False, spin: bool = True, token_budget: int = 8192,
+                   max_batch: int = 64) -> Runtime:
     """Open `onnx_path` on the requested provider and read back what onnxruntime really chose.
 
     onnxruntime-gpu lists CUDA as available even without a GPU and then silently falls back to
@@ -178,7 +187,8 @@ def create_runtime(onnx_path: str | Path, provider: str = "auto", threads: int =
     if fp16 and used != PROVIDERS["cuda"]:
         raise ProviderError(f"runtime.fp16 needs CUDA, but the session runs on {used}")
     log.info("onnxruntime session on %s (requested %s, fp16=%s)", used, provider, fp16)
-    return Runtime(session=session, provider=used, fp16=fp16)
+    return Runtime(session=session, provider=used, fp16=fp16, token_budget=token_budget,
+                   max_batch=max_batch)
 
 
 def load_graph(onnx_path: str | Path, fp16: bool) -> bytes:

@@ -142,7 +142,7 @@ def shared_prefix_length(encoded: Sequence[Encoded], sequences: Sequence[list[in
 
 
 def teacher_forced(runtime: Runtime, encoded: Sequence[Encoded], layout: HeadLayout,
-                   pad_id: int, token_budget: int, max_batch: int, progress: bool = True,
+                   pad_id: int, *, progress: bool = True,
                    head_masks: np.ndarray | None = None) -> pd.DataFrame:
     """Per row: `correct`, `gold_logprob` (summed), `first_token_rank` (1 = top), argmax ids.
 
@@ -173,11 +173,10 @@ def teacher_forced(runtime: Runtime, encoded: Sequence[Encoded], layout: HeadLay
     bar = tqdm(total=len(graph_rows), desc="teacher-forced", disable=not progress,
                mininterval=5)
     for chunk in chunks:
-        cache = _prefix_cache(runtime, sequences[0][:shared], distinct[chunk.start:chunk.stop],
-                              token_budget, max_batch)
+        cache = _prefix_cache(runtime, sequences[0][:shared], distinct[chunk.start:chunk.stop])
         rows = [r for r in range(len(graph_rows)) if mask_of_row[r] in chunk]
         lengths = [len(sequences[r]) - shared for r in rows]
-        for batch in length_sorted_batches(lengths, token_budget, max_batch):
+        for batch in length_sorted_batches(lengths, runtime.token_budget, runtime.max_batch):
             chunk_rows = [rows[b] for b in batch]
             new = [sequences[r][shared:] for r in chunk_rows]
             positions = [list(range(len(encoded[graph_rows[r][0]].prompt_ids) - 1 - shared,
@@ -212,12 +211,12 @@ def read_row(result: dict, e: Encoded, graph_row: tuple, logprobs: np.ndarray) -
                       argmax_ids=argmax.tolist())
 
 
-def _prefix_cache(runtime: Runtime, prefix: list[int], masks: np.ndarray, token_budget: int,
-                  max_batch: int) -> tuple[np.ndarray, np.ndarray] | None:
+def _prefix_cache(runtime: Runtime, prefix: list[int], masks: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray] | None:
     """Key/value caches `[L, M, KV, P, D]` of `prefix` under each of the M head masks."""
     if not prefix:
         return None
-    rows = max(1, min(max_batch, token_budget // len(prefix)))
+    rows = max(1, min(runtime.max_batch, runtime.token_budget // len(prefix)))
     keys, values = [], []
     for start in range(0, len(masks), rows):
         chunk = masks[start:start + rows]
@@ -240,8 +239,8 @@ def _after_prefix(feeds: dict[str, np.ndarray], past: int, past_key: np.ndarray,
 
 
 def greedy_decode(runtime: Runtime, tokenizer, prompts: Sequence[list[int]], layout: HeadLayout,
-                  max_new_tokens: int | Sequence[int], token_budget: int, max_batch: int,
-                  stop: str = PROMPT.stop, prefixes: Sequence[list[int]] | None = None,
+                  max_new_tokens: int | Sequence[int], *, stop: str = PROMPT.stop,
+                  prefixes: Sequence[list[int]] | None = None,
                   progress: bool = False) -> list[str]:
     """Exact greedy continuations with a key/value cache, cut at the first `stop` (or the
     end-of-sequence token, where `generate()` stops too).
@@ -264,7 +263,7 @@ def greedy_decode(runtime: Runtime, tokenizer, prompts: Sequence[list[int]], lay
 
     active = [i for i in range(len(prompts)) if not finished(i)]
     lengths = [len(prompts[i]) + len(known[i]) for i in active]
-    batches = list(length_sorted_batches(lengths, token_budget, max_batch))
+    batches = list(length_sorted_batches(lengths, runtime.token_budget, runtime.max_batch))
     for rows in tqdm(batches, desc="greedy decode", disable=not progress, mininterval=5):
         ids = [active[r] for r in rows]
         context = [list(prompts[i]) + known[i] for i in ids]
@@ -311,8 +310,8 @@ def _greedy_prefix(gold: list[int], argmax: list[int]) -> list[int]:
 
 
 def score_examples(runtime: Runtime, tokenizer, examples: Sequence[Example], layout: HeadLayout,
-                   token_budget: int, max_batch: int, extra_tokens: int = 4,
-                   temperature: float = 1.0, progress: bool = True) -> pd.DataFrame:
+                   *, extra_tokens: int = 4, temperature: float = 1.0,
+                   progress: bool = True) -> pd.DataFrame:
     """The samples log: one row per example with prompt, target, prediction and metrics.
 
     `prediction` is what greedy decoding produced, up to the first newline: the target for
@@ -335,7 +334,7 @@ def score_examples(runtime: Runtime, tokenizer, examples: Sequence[Example], lay
     free = [encode(tokenizer, ex.content_free_prompt, f" {c}", stop="")
             for ex in examples for c in ex.choices]
     scored = teacher_forced(runtime, encoded + free, layout, pad_token_id(tokenizer),
-                            token_budget, max_batch, progress)
+                            progress=progress)
     gold = scored.iloc[gold_row].reset_index(drop=True)
     gold_enc = [encoded[r] for r in gold_row]
     frame = pd.DataFrame({
@@ -349,7 +348,7 @@ def score_examples(runtime: Runtime, tokenizer, examples: Sequence[Example], lay
         "prompt": [ex.prompt for ex in examples],
         "target": [ex.target for ex in examples],
         "prediction": _greedy_predictions(runtime, tokenizer, examples, gold_enc, gold, layout,
-                                          token_budget, max_batch, extra_tokens, progress),
+                                          extra_tokens, progress),
         "correct": gold["correct"].astype(bool),
         "gold_logprob": gold["gold_logprob"],
         "first_token_rank": gold["first_token_rank"],
@@ -373,8 +372,7 @@ def score_examples(runtime: Runtime, tokenizer, examples: Sequence[Example], lay
 
 def _greedy_predictions(runtime: Runtime, tokenizer, examples: Sequence[Example],
                         gold_enc: Sequence[Encoded], gold: pd.DataFrame, layout: HeadLayout,
-                        token_budget: int, max_batch: int, extra_tokens: int,
-                        progress: bool) -> list[str]:
+                        extra_tokens: int, progress: bool) -> list[str]:
     """Greedy's answer per example: the target where `correct`, else decoded, resuming from
     the tokens teacher forcing already showed to be greedy's."""
     predictions = [ex.target.strip() for ex in examples]
@@ -384,7 +382,7 @@ def _greedy_predictions(runtime: Runtime, tokenizer, examples: Sequence[Example]
     known = [_greedy_prefix(gold_enc[i].greedy_ids, gold.at[i, "argmax_ids"]) for i in wrong]
     decoded = greedy_decode(runtime, tokenizer, [gold_enc[i].prompt_ids for i in wrong], layout,
                             [len(gold_enc[i].target_ids) + extra_tokens for i in wrong],
-                            token_budget, max_batch, prefixes=known, progress=progress)
+                            prefixes=known, progress=progress)
     for i, text in zip(wrong, decoded):
         predictions[i] = text.strip()
     return predictions

@@ -421,7 +421,7 @@ def pipeline_analysis(model, runtime, attention_runtime, settings: dict, seed: i
                                   for h in range(layout.n_heads)]
     masks = np.stack([c.mask(layout) for c in conditions])
     scored = evaluate_encoded(runtime, rows, list(range(len(rows))), masks, layout, pad_id,
-                              token_budget=1 << 16, max_batch=256, progress=False)
+                              progress=False)
     head_effects = effects(label_conditions(scored, conditions))
     importance = encoded_importance(model, rows, layout, pad_id, batch_size=32)
     attention = head_attention_metrics(attention_runtime, rows, batch, pad_id)
