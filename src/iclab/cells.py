@@ -5,11 +5,12 @@ without reading anything back from a path."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:  # the DAG imports this module at parse time: no pandas there
+    import pandas as pd
 
-CELL_KEYS = ["model", "task", "variant", "shots", "seed"]
 # A cell's directory under a section, as a Snakemake wildcard pattern.
 CELL_PATTERN = "{model}/{task}/{variant}/shots{shots}_seed{seed}"
 
@@ -53,3 +54,6 @@ class Cell:
         return build_examples(self.task, n_test, self.shots, self.seed, variant=self.variant,
                               settings=task_settings, demonstrations=demonstrations
                               or task_settings.get("demonstrations", "per_item"))
+
+
+CELL_KEYS = [f.name for f in fields(Cell)]  # model, task, variant, shots, seed

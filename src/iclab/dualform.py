@@ -131,7 +131,7 @@ def _prompt_rows(tokenizer, prefix_ids: list[int], prompt: str, owner: int,
     row whose tokens start another's is dropped (causal attention: the longer row reads it)."""
     from iclab.scoring import encode
 
-    encoded = [encode(tokenizer, prompt, f" {choice}", stop="") for choice in choices]
+    encoded = [encode(tokenizer, prompt, PROMPT.answer(choice), stop="") for choice in choices]
     prompt_ids = encoded[0].prompt_ids
     if prompt_ids[:len(prefix_ids)] != prefix_ids:
         raise ValueError(f"the demonstrations' tokens are not a prefix of prompt {prompt!r}")

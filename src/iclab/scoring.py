@@ -327,11 +327,11 @@ def score_examples(runtime: Runtime, tokenizer, examples: Sequence[Example], lay
         for answer in answers:
             if answer == ex.y:
                 gold_row.append(len(encoded))
-            encoded.append(encode(tokenizer, ex.prompt, f" {answer}"))
+            encoded.append(encode(tokenizer, ex.prompt, PROMPT.answer(answer)))
             owner.append(i)
     # Calibration rows: every candidate after the content-free prompt (no stop to check).
     free_owner = [i for i, ex in enumerate(examples) for _ in ex.choices]
-    free = [encode(tokenizer, ex.content_free_prompt, f" {c}", stop="")
+    free = [encode(tokenizer, ex.content_free_prompt, PROMPT.answer(c), stop="")
             for ex in examples for c in ex.choices]
     scored = teacher_forced(runtime, encoded + free, layout, pad_token_id(tokenizer),
                             progress=progress)
