@@ -11,7 +11,16 @@ import torch
 
 from iclab.models import head_layout
 from iclab.runtime import create_runtime
-from iclab.scoring import Encoded, TokenizationError, encode, greedy_decode, score_examples, teacher_forced
+from iclab.scoring import (
+    Encoded,
+    TokenizationError,
+    _greedy_prefix,
+    encode,
+    greedy_decode,
+    score_examples,
+    teacher_forced,
+    teacher_forced_caches,
+)
 from iclab.tasks import build_examples
 
 
@@ -50,6 +59,30 @@ def test_greedy_decode_matches_generate(tiny, tokenizer):
     one_by_one = greedy_decode(replace(runtime, max_batch=1), tokenizer, prompts,
                                head_layout(model.config), 6, stop="\x00never")
     assert one_by_one == ours
+
+
+@pytest.mark.parametrize("demonstrations", ["per_item", "shared"])
+def test_decoding_resumes_from_the_teacher_forced_cache(tiny, tokenizer, demonstrations):
+    """Wrong rows' caches from the teacher-forced pass (also behind a shared prefix's cache)
+    replace the prompt pass: the same continuations as decoding from the prompt."""
+    _, model, path = tiny
+    runtime = create_runtime(path, "cpu", 1, token_budget=4096, max_batch=4)
+    layout = head_layout(model.config)
+    examples = build_examples("copy", 6, 3, seed=0, demonstrations=demonstrations)
+    encoded = [encode(tokenizer, ex.prompt, ex.target) for ex in examples]
+    scored, caches = teacher_forced_caches(runtime, encoded, layout, 0, range(len(encoded)),
+                                           progress=False)
+    wrong = [i for i in range(len(encoded)) if not scored.at[i, "correct"]]
+    assert wrong and sorted(caches) == wrong
+    known = [_greedy_prefix(encoded[i].greedy_ids, scored.at[i, "argmax_ids"]) for i in wrong]
+    prompts = [encoded[i].prompt_ids for i in wrong]
+    fresh = greedy_decode(runtime, tokenizer, prompts, layout, 6, stop="\x00never",
+                          prefixes=known)
+    resumed = greedy_decode(runtime, tokenizer, prompts, layout, 6, stop="\x00never",
+                            prefixes=known, caches=[caches[i] for i in wrong])
+    assert resumed == fresh
+    assert scored.drop(columns="argmax_ids").equals(
+        teacher_forced(runtime, encoded, layout, 0, progress=False).drop(columns="argmax_ids"))
 
 
 def test_teacher_forced_correct_equals_generate(tiny, tokenizer):

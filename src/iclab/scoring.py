@@ -11,7 +11,7 @@ length-normalised and calibrated log-probabilities).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -112,6 +112,7 @@ def full_head_mask(rows: int, layout: HeadLayout) -> np.ndarray:
 
 MIN_SHARED_PREFIX = 8  # shorter common prefixes are recomputed: a cache pass costs more
 CACHE_BYTES = 1 << 30  # key/value caches of shared prefixes held at once (per mask chunk)
+DECODE_CACHE_BYTES = 1 << 30  # teacher-forced caches of wrong rows kept for greedy decoding
 
 
 def common_prefix_length(sequences: Sequence[list[int]]) -> int:
@@ -156,6 +157,23 @@ def teacher_forced(runtime: Runtime, encoded: Sequence[Encoded], layout: HeadLay
     serves every row with that mask; rows then run only their own tokens. Exact: a causal
     model's prefix states do not depend on what follows.
     """
+    return teacher_forced_caches(runtime, encoded, layout, pad_id, (), progress=progress,
+                                 head_masks=head_masks)[0]
+
+
+KV = tuple[np.ndarray, np.ndarray]  # keys, values [L, KV, n, D] of one row's first n tokens
+
+
+def teacher_forced_caches(runtime: Runtime, encoded: Sequence[Encoded], layout: HeadLayout,
+                          pad_id: int, keep: Collection[int], *, progress: bool = True,
+                          head_masks: np.ndarray | None = None
+                          ) -> tuple[pd.DataFrame, dict[int, KV]]:
+    """`teacher_forced`, plus the key/value cache of each row in `keep` that is not `correct`
+    (prompt and greedy's tokens but the last, as the pass computed them): greedy decoding of
+    that row resumes from it instead of running its prompt again. Caches past
+    DECODE_CACHE_BYTES are not kept (those rows run their prompt when decoded).
+    """
+    keep, caches, kept_bytes = set(keep), {}, 0
     results: dict[int, dict] = {i: {} for i in range(len(encoded))}
     graph_rows, sequences = graph_rows_of(encoded)
     masks = full_head_mask(1, layout) if head_masks is None else np.asarray(head_masks,
@@ -186,14 +204,23 @@ def teacher_forced(runtime: Runtime, encoded: Sequence[Encoded], layout: HeadLay
                 local = mask_of_row[chunk_rows] - chunk.start
                 feeds.update(_after_prefix(feeds, shared, cache[0][:, local],
                                            cache[1][:, local]))
-            logprobs = runtime.run(feeds)  # [B, K, V]
+            wanted = keep.intersection(graph_rows[r][0] for r in chunk_rows)
+            if wanted:
+                logprobs, *present = runtime.run_all(feeds)  # [B, K, V], cache [L, B, KV, P, D]
+            else:
+                logprobs = runtime.run(feeds)
             bar.update(len(chunk_rows))
             for b, r in enumerate(chunk_rows):
-                read_row(results[graph_rows[r][0]], encoded[graph_rows[r][0]], graph_rows[r],
-                          logprobs[b])
+                i, _, _, reads_stop = graph_rows[r]
+                read_row(results[i], encoded[i], graph_rows[r], logprobs[b])
+                if (reads_stop and i in wanted and not results[i]["correct"]
+                        and kept_bytes < DECODE_CACHE_BYTES):
+                    n = len(sequences[r])
+                    caches[i] = (present[0][:, b, :, :n].copy(), present[1][:, b, :, :n].copy())
+                    kept_bytes += 2 * caches[i][0].nbytes
     bar.close()
     return pd.DataFrame([results[i] for i in range(len(encoded))],
-                        columns=["correct", "gold_logprob", "first_token_rank", "argmax_ids"])
+                        columns=["correct", "gold_logprob", "first_token_rank", "argmax_ids"]), caches
 
 
 def read_row(result: dict, e: Encoded, graph_row: tuple, logprobs: np.ndarray) -> None:
@@ -241,13 +268,16 @@ def _after_prefix(feeds: dict[str, np.ndarray], past: int, past_key: np.ndarray,
 def greedy_decode(runtime: Runtime, tokenizer, prompts: Sequence[list[int]], layout: HeadLayout,
                   max_new_tokens: int | Sequence[int], *, stop: str = PROMPT.stop,
                   prefixes: Sequence[list[int]] | None = None,
+                  caches: Sequence[KV | None] | None = None,
                   progress: bool = False) -> list[str]:
     """Exact greedy continuations with a key/value cache, cut at the first `stop` (or the
     end-of-sequence token, where `generate()` stops too).
 
     One pass over prompt (+ known prefix) per batch fills the cache; each step then runs one
     token per row against it. `prefixes` are tokens already known to be greedy's (from a
-    teacher-forced pass): they join the prompt pass instead of being decoded again.
+    teacher-forced pass): they join the prompt pass instead of being decoded again. A row's
+    `caches` entry (from `teacher_forced_caches`), covering at least its prompt and prefix but
+    the last token, replaces its prompt pass: decoding starts with that last token.
     """
     if not runtime.has_cache:
         raise ValueError("greedy decoding needs the key/value-cache graph of export_onnx")
@@ -256,19 +286,25 @@ def greedy_decode(runtime: Runtime, tokenizer, prompts: Sequence[list[int]], lay
     limits = ([int(max_new_tokens)] * len(prompts) if isinstance(max_new_tokens, int)
               else [int(n) for n in max_new_tokens])
     known = [list(p) for p in prefixes] if prefixes else [[] for _ in prompts]
+    caches = caches or [None] * len(prompts)
 
     def finished(i: int) -> bool:
         return (len(known[i]) >= limits[i] or (eos is not None and eos in known[i])
                 or stop in tokenizer.decode(known[i]))
 
     active = [i for i in range(len(prompts)) if not finished(i)]
-    lengths = [len(prompts[i]) + len(known[i]) for i in active]
-    batches = list(length_sorted_batches(lengths, runtime.token_budget, runtime.max_batch))
-    for rows in tqdm(batches, desc="greedy decode", disable=not progress, mininterval=5):
-        ids = [active[r] for r in rows]
+    batches = [[group[r] for r in rows]
+               for group in ([i for i in active if caches[i] is not None],
+                             [i for i in active if caches[i] is None]) if group
+               for rows in length_sorted_batches([len(prompts[i]) + len(known[i]) for i in group],
+                                                 runtime.token_budget, runtime.max_batch)]
+    for ids in tqdm(batches, desc="greedy decode", disable=not progress, mininterval=5):
         context = [list(prompts[i]) + known[i] for i in ids]
-        feeds = batch_feeds(context, [[len(c) - 1] for c in context], pad,
-                            full_head_mask(len(ids), layout))
+        if caches[ids[0]] is not None:
+            feeds = _resumed_feeds([caches[i] for i in ids], context, layout)
+        else:
+            feeds = batch_feeds(context, [[len(c) - 1] for c in context], pad,
+                                full_head_mask(len(ids), layout))
         mask, position = feeds["attention_mask"], np.array([[len(c)] for c in context])
         while True:
             logprobs, past_key, past_value = runtime.run_all(feeds)
@@ -285,6 +321,27 @@ def greedy_decode(runtime: Runtime, tokenizer, prompts: Sequence[list[int]], lay
                      "past_key": past_key, "past_value": past_value}
             position = position + 1
     return [_decoded_text(tokenizer, k[:limit], eos, stop) for k, limit in zip(known, limits)]
+
+
+def _resumed_feeds(caches: Sequence[KV], context: Sequence[list[int]],
+                   layout: HeadLayout) -> dict[str, np.ndarray]:
+    """A decoding step's feeds for rows whose cache holds all of `context` but its last token:
+    caches right-padded to one length (masked out), the last tokens as the new ones."""
+    cached = [len(c) - 1 for c in context]
+    longest = max(cached)
+    n_layers, kv_heads, _, head_dim = caches[0][0].shape
+    past = [np.zeros((n_layers, len(context), kv_heads, longest, head_dim), np.float32)
+            for _ in range(2)]
+    mask = np.zeros((len(context), longest + 1), np.int64)
+    for b, ((key, value), n) in enumerate(zip(caches, cached)):
+        past[0][:, b, :, :n], past[1][:, b, :, :n] = key[:, :, :n], value[:, :, :n]
+        mask[b, :n] = 1
+    mask[:, longest] = 1
+    return {"input_ids": np.array([[c[-1]] for c in context], np.int64), "attention_mask": mask,
+            "head_mask": full_head_mask(len(context), layout),
+            "position_ids": np.array([[n] for n in cached], np.int64),
+            "target_pos": np.zeros((len(context), 1), np.int64),
+            "past_key": past[0], "past_value": past[1]}
 
 
 def _decoded_text(tokenizer, tokens: list[int], eos: int | None, stop: str) -> str:
@@ -333,8 +390,8 @@ def score_examples(runtime: Runtime, tokenizer, examples: Sequence[Example], lay
     free_owner = [i for i, ex in enumerate(examples) for _ in ex.choices]
     free = [encode(tokenizer, ex.content_free_prompt, PROMPT.answer(c), stop="")
             for ex in examples for c in ex.choices]
-    scored = teacher_forced(runtime, encoded + free, layout, pad_token_id(tokenizer),
-                            progress=progress)
+    scored, caches = teacher_forced_caches(runtime, encoded + free, layout,
+                                           pad_token_id(tokenizer), gold_row, progress=progress)
     gold = scored.iloc[gold_row].reset_index(drop=True)
     gold_enc = [encoded[r] for r in gold_row]
     frame = pd.DataFrame({
@@ -347,7 +404,8 @@ def score_examples(runtime: Runtime, tokenizer, examples: Sequence[Example], lay
         "input": [ex.x for ex in examples],
         "prompt": [ex.prompt for ex in examples],
         "target": [ex.target for ex in examples],
-        "prediction": _greedy_predictions(runtime, tokenizer, examples, gold_enc, gold, layout,
+        "prediction": _greedy_predictions(runtime, tokenizer, examples, gold_enc, gold,
+                                          [caches.get(r) for r in gold_row], layout,
                                           extra_tokens, progress),
         "correct": gold["correct"].astype(bool),
         "gold_logprob": gold["gold_logprob"],
@@ -371,10 +429,11 @@ def score_examples(runtime: Runtime, tokenizer, examples: Sequence[Example], lay
 
 
 def _greedy_predictions(runtime: Runtime, tokenizer, examples: Sequence[Example],
-                        gold_enc: Sequence[Encoded], gold: pd.DataFrame, layout: HeadLayout,
+                        gold_enc: Sequence[Encoded], gold: pd.DataFrame,
+                        caches: Sequence[KV | None], layout: HeadLayout,
                         extra_tokens: int, progress: bool) -> list[str]:
     """Greedy's answer per example: the target where `correct`, else decoded, resuming from
-    the tokens teacher forcing already showed to be greedy's."""
+    the tokens teacher forcing already showed to be greedy's and from its key/value cache."""
     predictions = [ex.target.strip() for ex in examples]
     wrong = [i for i in range(len(examples)) if not gold.at[i, "correct"]]
     if not wrong:
@@ -382,7 +441,8 @@ def _greedy_predictions(runtime: Runtime, tokenizer, examples: Sequence[Example]
     known = [_greedy_prefix(gold_enc[i].greedy_ids, gold.at[i, "argmax_ids"]) for i in wrong]
     decoded = greedy_decode(runtime, tokenizer, [gold_enc[i].prompt_ids for i in wrong], layout,
                             [len(gold_enc[i].target_ids) + extra_tokens for i in wrong],
-                            prefixes=known, progress=progress)
+                            prefixes=known, caches=[caches[i] for i in wrong],
+                            progress=progress)
     for i, text in zip(wrong, decoded):
         predictions[i] = text.strip()
     return predictions
