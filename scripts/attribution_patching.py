@@ -41,5 +41,5 @@ table["atp_forward_passes"] = table["atp_backward_passes"] = result["forward_pas
 table["atp_star_forward_passes"] = result["forward_passes"]
 table["atp_star_backward_passes"] = result["backward_passes"]
 write_table(sm.output[0], here.tag(table))
-log.info("AtP / AtP* over %d prompts: %d forward, %d backward passes", n,
-         result["forward_passes"], result["backward_passes"])
+log.info("AtP / AtP* over %d prompts: %d forward, %d backward passes (%d block backwards)", n,
+         result["forward_passes"], result["backward_passes"], result["backward_layers"])

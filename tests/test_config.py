@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 import subprocess
@@ -223,6 +224,30 @@ def test_dry_run_of_every_preset_plans_without_a_gpu(tmp_path):
             cwd=REPO, capture_output=True, text=True)
         assert proc.returncode == 0, f"{preset}: {proc.stderr[-800:]}"
         assert "cuda was requested" not in proc.stdout + proc.stderr
+
+
+def test_per_cell_methods_and_cpu_jobs_side_by_side(tmp_path):
+    """The default config sweeps its null cell by zero ablation only (no mean shards, no head
+    means for it); on a machine without a CUDA device, `provider: auto` inference jobs take no
+    `gpu` slot, so the one-GPU limit of the default profile does not serialise them."""
+    card = tmp_path / "resources" / "models" / "smollm2-135m" / "model.json"
+    card.parent.mkdir(parents=True)
+    card.write_text(json.dumps({"layers": 30, "heads": 9, "head_dim": 64}))  # as if acquired
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--cores", "2", "--configfile",
+         str(REPO / "config" / "config.yaml"), "--directory", str(tmp_path),
+         "--workflow-profile", str(REPO / "workflow" / "profiles" / "default")],
+        cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-800:]
+    plan = proc.stdout + proc.stderr
+    null, main = "remap/arbitrary/shots9_seed0", "remap/semantic/shots9_seed0"
+    assert f"{main}/mean-layers0-9.parquet" in plan and f"{main}/head_means.npz" in plan
+    assert f"{null}/layers0-9.parquet" in plan
+    assert f"{null}/mean-" not in plan and f"{null}/head_means" not in plan
+    from iclab.runtime import cuda_device_count
+
+    if cuda_device_count() == 0:
+        assert "gpu=1" not in plan and "gpu=0" in plan
 
 
 @pytest.mark.parametrize("cell,message", [

@@ -77,5 +77,8 @@ def test_zero_vs_mean_rankings_compared_per_cell():
     assert table["flagged_zero"] == table["flagged_mean"] == 4
     assert 0 < table["top10_overlap"] <= 1
     assert compare_methods(effects[effects["method"] == "zero"]).empty
+    zero_only = effects[effects["method"] == "zero"].assign(shots=CELL["shots"] + 1)
+    both_and_one = compare_methods(pd.concat([effects, zero_only]))
+    assert both_and_one["shots"].tolist() == [CELL["shots"]]  # the one-way cell has no row
     assert set(primary_method(effects)["method"]) == {"zero"}
     assert set(primary_method(effects[effects["method"] == "mean"])["method"]) == {"mean"}

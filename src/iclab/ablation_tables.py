@@ -182,7 +182,7 @@ def primary_method(effects: pd.DataFrame) -> pd.DataFrame:
 def compare_methods(effects: pd.DataFrame, top: int = 10) -> pd.DataFrame:
     """Per cell swept both ways: Spearman ρ between zero- and mean-ablation effects over single
     heads (Δlog-prob, Δaccuracy), the overlap of their `top` most harmful heads, and how many
-    heads each flags (BH q < 0.05, exact match). Empty unless both methods ran."""
+    heads each flags (BH q < 0.05, exact match). Cells swept one way only have no row."""
     from scipy.stats import spearmanr
 
     columns = [*CELL_KEYS, "heads", "spearman_logprob", "spearman_accuracy",
@@ -192,6 +192,8 @@ def compare_methods(effects: pd.DataFrame, top: int = 10) -> pd.DataFrame:
         return pd.DataFrame(columns=columns)
     rows = []
     for group, frame in heads.groupby(CELL_KEYS, sort=True):
+        if set(frame["method"]) != set(METHODS):
+            continue  # this cell was swept one way only
         wide = {value: frame.pivot(index=["layer", "head"], columns="method", values=value)
                 for value in ("delta_logprob", "delta_accuracy", "hurts", "helps")}
         harm = {m: set(wide["delta_logprob"][m].nsmallest(top).index) for m in METHODS}

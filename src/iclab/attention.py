@@ -56,7 +56,7 @@ def export_attention_onnx(model: nn.Module, path: Path, opset: int = 18) -> Path
             dynamic_shapes={"input_ids": {0: batch, 1: length},
                             "attention_mask": {0: batch, 1: length},
                             "query_pos": {0: batch, 1: queries}},
-            external_data=False)
+            external_data=False, optimize=False)
     save_program(program, path)
     return path
 

@@ -26,9 +26,8 @@ backward passes it needs.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -59,41 +58,19 @@ def hook_z_inputs(model: nn.Module) -> Iterator[list[torch.Tensor]]:
         yield recorded
 
 
-class _SkipOnlyBackward(torch.autograd.Function):
-    """Identity on a block's output; on the backward pass, while `dropped()` is true, the
-    gradient skips the block (it all goes to the block's input, none through the block)."""
-
-    @staticmethod
-    def forward(ctx, block_output: torch.Tensor, block_input: torch.Tensor,
-                dropped: Callable[[], bool]) -> torch.Tensor:
-        ctx.dropped = dropped
-        return block_output.clone()
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        if ctx.dropped():
-            return None, grad, None
-        return grad, None, None
-
-
 @contextmanager
-def grad_drop_gates(model: nn.Module) -> Iterator[SimpleNamespace]:
-    """Within the block, set `.layer` of the yielded state to ℓ to drop the gradient through
-    block ℓ's contribution to the residual stream in later backward passes (None: drop none);
-    the forward pass is unchanged, so one forward serves every dropped layer."""
-    state = SimpleNamespace(layer=None)
+def block_outputs(model: nn.Module) -> Iterator[list[torch.Tensor]]:
+    """Within the block, append each decoder block's output (the residual stream after it, which
+    the next block reads) to the yielded list, in layer order."""
+    recorded: list[torch.Tensor] = []
 
-    def gate(layer: int):
-        def hook(module, args, kwargs, output):
-            block_input = args[0] if args else kwargs["hidden_states"]
-            return _SkipOnlyBackward.apply(output, block_input, lambda: state.layer == layer)
-        return hook
+    def record(module, args, output):
+        recorded.append(output[0] if isinstance(output, tuple) else output)
 
     with ExitStack() as stack:
-        for layer, block in enumerate(architecture(model).block_list(model)):
-            handle = block.register_forward_hook(gate(layer), with_kwargs=True)
-            stack.callback(handle.remove)
-        yield state
+        for block in architecture(model).block_list(model):
+            stack.callback(block.register_forward_hook(record).remove)
+        yield recorded
 
 
 def _row_patches(patches: np.ndarray, start: int, stop: int) -> torch.Tensor:
@@ -111,35 +88,44 @@ def _last_token(hook_z: list[torch.Tensor], positions: torch.Tensor,
                        dim=1).float()
 
 
-def _attribution(prob: torch.Tensor, hook_z: list[torch.Tensor], delta: torch.Tensor,
-                 positions: torch.Tensor, layers: int) -> torch.Tensor:
-    """`[batch, layers, H]`: (patch − z) · ∂Σm/∂z for the heads of layers 0..layers−1 (one
-    backward pass; the graph is kept for the next)."""
-    grads = torch.autograd.grad(prob.sum(), hook_z[:layers], retain_graph=True)
-    return (delta[:, :layers] * _last_token(grads, positions, delta.shape[2])).sum(-1)
+def _attribution(grads: Sequence[torch.Tensor], delta: torch.Tensor,
+                 positions: torch.Tensor) -> torch.Tensor:
+    """`[batch, layers, H]`: (patch − z) · ∂m/∂z for the heads of the first len(grads) layers."""
+    return (delta[:, :len(grads)] * _last_token(grads, positions, delta.shape[2])).sum(-1)
 
 
 def _batch_attribution(model: nn.Module, chunk: Sequence[Encoded], patches: torch.Tensor,
                        pad_id: int, grad_drop: bool) -> dict:
-    """AtP (and AtP*) of one right-padded batch from one forward pass; `backward_passes`."""
+    """AtP (and AtP*) of one right-padded batch from one forward pass; `backward_passes` and
+    the block backwards they ran (`backward_layers`)."""
     layout = head_layout(model.config)
     ids, mask = padded_prompts([e.prompt_ids for e in chunk], pad_id)
     rows = torch.arange(len(chunk))
     positions = torch.tensor([len(e.prompt_ids) - 1 for e in chunk])
     first = torch.tensor([e.target_ids[0] for e in chunk])
-    with torch.enable_grad(), grad_drop_gates(model) as gates, hook_z_inputs(model) as hook_z:
+    with torch.enable_grad(), block_outputs(model) as stream, hook_z_inputs(model) as hook_z:
         logits = model(input_ids=ids, attention_mask=mask).logits
         prob = torch.softmax(logits[rows, positions].float(), dim=-1)[rows, first]  # [batch]
         delta = patches - _last_token(hook_z, positions, layout.n_heads).detach()  # [B, L, H, D]
-        atp = _attribution(prob, hook_z, delta, positions, layout.n_layers)
-        out = {"atp": atp, "corrupted_prob": prob.detach(), "backward_passes": 1}
+        # One full backward pass: ∂m/∂z of every head, and ∂m/∂(block ℓ's output) for ℓ ≥ 1.
+        *z_grads, = torch.autograd.grad(prob.sum(), hook_z + stream[1:],
+                                        retain_graph=grad_drop)
+        atp = _attribution(z_grads[:layout.n_layers], delta, positions)
+        out = {"atp": atp, "corrupted_prob": prob.detach(), "backward_passes": 1,
+               "backward_layers": layout.n_layers}
         if not grad_drop:
             return out
+        stream_grads = z_grads[layout.n_layers:]
         magnitude = atp.abs() * torch.arange(layout.n_layers)[None, :, None]  # the ℓ < l terms
         for dropped in range(1, layout.n_layers):
-            gates.layer = dropped
-            magnitude[:, :dropped] += _attribution(prob, hook_z, delta, positions, dropped).abs()
+            # Block ℓ dropped: all of ∂m/∂(its output) crosses to its input, the output of block
+            # ℓ − 1; from there down the pass is new, above it is the full pass's.
+            below = torch.autograd.grad(stream[dropped - 1], hook_z[:dropped],
+                                        grad_outputs=stream_grads[dropped - 1],
+                                        retain_graph=dropped < layout.n_layers - 1)
+            magnitude[:, :dropped] += _attribution(below, delta, positions).abs()
             out["backward_passes"] += 1
+            out["backward_layers"] += dropped
     n_others = layout.n_layers - 1
     out["atp_star"] = atp.sign() * magnitude / n_others if n_others else atp
     return out
@@ -161,7 +147,10 @@ def attribution_patching(model: nn.Module, corrupted: Sequence[Encoded], patches
     the mean. The sign of plain AtP is kept so that effects can be ranked signed (the paper
     ranks by magnitude). Dropping a layer ℓ < l leaves a head's gradient unchanged (AtP_{−ℓ} =
     AtP), so only ℓ = 1..L−1 need a backward pass: one forward and L backward passes per batch
-    in all. With L = 1 there is no other layer to drop and AtP* = AtP.
+    in all. Above a dropped block the gradient is the full pass's, so the pass for ℓ starts at
+    block ℓ's input from the full pass's gradient at its output and runs through layers 0..ℓ−1
+    only (`backward_layers`: L + L(L−1)/2 block backwards per batch instead of L²). With L = 1
+    there is no other layer to drop and AtP* = AtP.
 
     Rows do not interact, so one backward pass of m summed over a right-padded batch gives every
     row's gradient. Gradients are enabled here whatever the caller's setting; the model is put in
@@ -176,7 +165,8 @@ def attribution_patching(model: nn.Module, corrupted: Sequence[Encoded], patches
     keys = ("atp", "atp_star", "corrupted_prob") if grad_drop else ("atp", "corrupted_prob")
     return {**{key: torch.cat([b[key] for b in batches]).numpy() for key in keys},
             "forward_passes": len(batches),
-            "backward_passes": sum(b["backward_passes"] for b in batches)}
+            "backward_passes": sum(b["backward_passes"] for b in batches),
+            "backward_layers": sum(b["backward_layers"] for b in batches)}
 
 
 def toy_pairs(settings: dict, n: int, seed: int) -> tuple[list[Encoded], list[Encoded]]:

@@ -63,6 +63,11 @@ def ablation_cell_settings(cell: dict, ablation: dict) -> dict:
     return {key: cell.get(key, ablation[key]) for key in ("n_test", "demonstrations")}
 
 
+def ablation_cell_methods(cell: dict, ablation: dict) -> list[str]:
+    """An ablation cell's methods (zero, mean): its own, else the ablation section's."""
+    return list(cell.get("methods", ablation["methods"]))
+
+
 def check_ablation_items(key: str, cell: dict, ablation: dict, task_settings: dict,
                          parts: tuple[str, ...] = ("ranking", "scoring")) -> None:
     """len(parts)·n_test test items (e.g. ranking and scoring halves) plus, with shared

@@ -233,7 +233,7 @@ def ablation_methods(effects: pd.DataFrame, methods: pd.DataFrame, png: str | Pa
     _theme()
     heads = effects[effects["kind"] == "head"]
     wide = heads.pivot_table(index=[*CELL_KEYS, "layer", "head"], columns="method",
-                             values="delta_logprob").reset_index()
+                             values="delta_logprob").reset_index().dropna()  # cells swept both ways
     fig, panels = _cell_scatters(wide, methods, {"zero": "Δ mean gold log-prob, head zeroed",
                                                  "mean": "Δ mean gold log-prob, head mean-ablated"},
                                  3.8)

@@ -119,6 +119,21 @@ def require_cuda_build() -> None:
             f"(available: {available}); install onnxruntime-gpu or set provider: cpu or auto")
 
 
+def cuda_device_count() -> int:
+    """CUDA devices the driver reports (0 without a driver): cheap enough for DAG parsing, where
+    it decides whether inference jobs queue for the one GPU or run side by side on the CPU."""
+    import ctypes
+
+    try:
+        driver = ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return 0
+    count = ctypes.c_int(0)
+    if driver.cuInit(0) != 0 or driver.cuDeviceGetCount(ctypes.byref(count)) != 0:
+        return 0
+    return count.value
+
+
 def require_cuda() -> None:
     """Fail unless onnxruntime can really run on CUDA here: a one-node graph is opened on the CUDA
     provider and the provider read back. Cheap enough to run when the DAG is parsed."""

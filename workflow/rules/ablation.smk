@@ -136,7 +136,7 @@ rule ablation_tables:
     """All models and cells: head effects, importance, their rank correlation, pruning curves;
     fails if importance was ranked on items the sweep or pruning curve scored."""
     input:
-        effects=[path for method in ABLATION["methods"] for path in ablation_effect_tables(method)],
+        effects=ablation_effect_tables(),
         importance=[f"{d}/importance.parquet" for d in cell_dirs("ablation")],
         pruning=[f"{d}/pruning.parquet" for d in cell_dirs("ablation")],
     output:

@@ -8,6 +8,7 @@ from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from iclab.configcheck import (  # noqa: E402
+    ablation_cell_methods,
     ablation_cell_settings,
     check_config,
     label_task_settings,
@@ -56,7 +57,22 @@ check_model_sources()
 TASKS = config["tasks"]
 SEEDS = config["seeds"]
 RUNTIME = config["runtime"]
-USES_GPU = 0 if RUNTIME["provider"] == "cpu" else 1
+
+
+def gpu_slots(provider):
+    """The `gpu` resource of inference jobs: 1 where they may run on CUDA (provider cuda; auto on
+    a machine with a CUDA device, or on a cluster, where each node decides), so that jobs queue
+    for the GPU; 0 on a CPU-only machine, where they run side by side on the cores."""
+    if provider == "cpu":
+        return 0
+    if provider == "auto" and workflow.local_exec and not workflow.remote_exec:
+        from iclab.runtime import cuda_device_count
+
+        return min(1, cuda_device_count())
+    return 1
+
+
+USES_GPU = gpu_slots(RUNTIME["provider"])
 
 
 onstart:
@@ -189,8 +205,8 @@ def model_sources(model):
     if ABLATION["cells"]:
         sources += [
             path
-            for cell in ablation_cells(models)
-            for method in ABLATION["methods"]
+            for method in ABLATION_PREFIX
+            for cell in ablation_cells(models, method)
             for path in ablation_shards(cell, method)
         ]
         sources += [f"resources/onnx/{model}/layered_parity.json"]
@@ -265,12 +281,13 @@ def model_layers(model):
         return json.load(handle)["layers"]
 
 
-def ablation_cells(models=MODELS):
-    """Every ablation cell of `models`."""
+def ablation_cells(models=MODELS, method=None):
+    """Every ablation cell of `models` (given a `method`: those swept with it)."""
     return [
         Cell(model, cell["task"], cell["variant"], cell["shots"], ABLATION["seed"])
         for model in models
         for cell in ABLATION["cells"]
+        if method is None or method in ablation_cell_methods(cell, ABLATION)
     ]
 
 
@@ -307,9 +324,21 @@ def ablation_shards(wildcards, method=None):
     ]
 
 
-def ablation_effect_tables(method):
-    """Every cell's effects table under `method`."""
-    return [f"{d}/{ABLATION_PREFIX[method]}effects.parquet" for d in cell_dirs("ablation")]
+def ablation_effect_tables():
+    """Every cell's effects table under each of its methods."""
+    return [
+        f"{cell.path('ablation')}/{prefix}effects.parquet"
+        for method, prefix in ABLATION_PREFIX.items()
+        for cell in ablation_cells(method=method)
+    ]
+
+
+def compares_methods():
+    """Whether some ablation cell is swept both ways (zero and mean)."""
+    return any(
+        len(ablation_cell_methods(cell, ABLATION)) == len(ABLATION_PREFIX)
+        for cell in ABLATION["cells"]
+    )
 
 
 def ablation_means(wildcards):

@@ -58,7 +58,7 @@ FIGURES = {
         tables={"effects": "head_effects", "methods": "ablation_methods"},
         category="Head ablation",
         label="zero vs mean ablation",
-        enabled=bool(ABLATION["cells"]) and len(ABLATION["methods"]) == 2,
+        enabled=compares_methods(),
     ),
     "aie_heatmap": dict(
         tables={"aie": "head_aie", "cells": "mediation_cells"},
