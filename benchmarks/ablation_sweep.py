@@ -9,7 +9,11 @@ starts at its layer from the baseline's cached residual stream, and the demonstr
 cache is broadcast to every row), "prefix cache" (the single graph: rows of shared batches
 through head_mask, the prefix run once per ablation and its cache copied into each row) and
 "full pass" (the same batches, no reuse). Heads of `--layers` evenly spaced layers are swept, so
-the layer reuse is what a whole-model sweep gets. Same examples, same machine, one run.
+the layer reuse is what a whole-model sweep gets. The items are the default config's first
+ablation cell as the pipeline scores it (its scoring half, n_test items, shared demonstrations);
+the loop, whose cost per example does not depend on how many there are (batch 1), runs the
+first `--loop-examples` of them, and its effects are compared item by item on those. Same
+machine, one run.
 
     python benchmarks/ablation_sweep.py [--model-dir resources/models/smollm2-135m]
 """
@@ -29,13 +33,13 @@ import iclab.scoring
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import save  # noqa: E402
 
-from iclab.ablation import Condition, layer_conditions, sweep  # noqa: E402
+from iclab.ablation import Condition, cell_halves, layer_conditions, sweep  # noqa: E402
+from iclab.cells import Cell  # noqa: E402
 from iclab.heads import head_mask_applied  # noqa: E402
 from iclab.layered import create_layered_runtime, first_changed_layer  # noqa: E402
 from iclab.models import head_layout, load_saved  # noqa: E402
 from iclab.runtime import create_runtime  # noqa: E402
 from iclab.scoring import encode, graph_rows_of, shared_prefix_length  # noqa: E402
-from iclab.tasks import build_examples  # noqa: E402
 
 
 def per_head_loop(model, tokenizer, examples, conditions, layout) -> tuple[float, list[float]]:
@@ -72,25 +76,42 @@ def block_work(tokenizer, examples, conditions, layout) -> dict:
             "layered": cached * (n_layers + sum(n_layers - s for s in starts))}
 
 
+def ablation_cell_items(config_path: str) -> tuple[Cell, dict, list]:
+    """The first ablation cell of a config, its settings and the items its sweep scores."""
+    import yaml
+    from snakemake.utils import validate
+
+    from iclab.configcheck import ablation_cell_settings
+
+    config = yaml.safe_load(Path(config_path).read_text())
+    schema = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+    validate(config, str(schema), set_default=True)
+    spec = config["ablation"]["cells"][0]
+    cell = Cell(config["models"][0]["name"], spec["task"], spec.get("variant", "default"),
+                spec["shots"], config["ablation"]["seed"])
+    settings = ablation_cell_settings(spec, config["ablation"])
+    return cell, settings, cell_halves(cell, config["tasks"][cell.task], **settings)[1]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model-dir", default="resources/models/smollm2-135m")
     parser.add_argument("--onnx", default="resources/onnx/smollm2-135m/model.onnx")
     parser.add_argument("--layered", default="resources/onnx/smollm2-135m/layered")
-    parser.add_argument("--examples", type=int, default=8)
-    parser.add_argument("--shots", type=int, default=2)
+    parser.add_argument("--config", default="config/config.yaml",
+                        help="its first ablation cell and n_test give the items")
+    parser.add_argument("--loop-examples", type=int, default=8)
     parser.add_argument("--layers", type=int, default=5,
                         help="evenly spaced layers whose heads are swept")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--token-budget", type=int, default=8192)
-    parser.add_argument("--demonstrations", choices=["shared", "per_item"], default="shared")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
     model, tokenizer = load_saved(args.model_dir)
     layout = head_layout(model.config)
-    examples = build_examples("copy", args.examples, args.shots, seed=0,
-                              demonstrations=args.demonstrations)
+    cell, settings, examples = ablation_cell_items(args.config)
+    loop_examples = examples[:args.loop_examples]
     layers = sorted({int(v) for v in np.linspace(0, layout.n_layers - 1, args.layers).round()})
     conditions = [Condition()] + [c for layer in layers for c in layer_conditions(layout, layer)]
     ablated = len(conditions) * len(examples)
@@ -118,18 +139,27 @@ def main() -> None:
     iclab.scoring.MIN_SHARED_PREFIX = shared_prefix
 
     per_head_loop(model, tokenizer, examples[:1], conditions[:1], layout)  # warm-up
-    loop_s, loop_gold = per_head_loop(model, tokenizer, examples, conditions, layout)
+    loop_s, loop_gold = per_head_loop(model, tokenizer, loop_examples, conditions, layout)
+    loop_gold = np.asarray(loop_gold).reshape(len(conditions), len(loop_examples))
+    loop_per_s = len(conditions) * len(loop_examples) / loop_s
+
+    def on_loop_items(frame) -> np.ndarray:
+        """Gold log-probs `[condition, item]` of the loop's items (rows are condition-major)."""
+        gold = frame["gold_logprob"].to_numpy().reshape(len(conditions), len(examples))
+        return gold[:, :len(loop_examples)]
 
     def max_diff(frame) -> float:
-        return float(np.abs(frame["gold_logprob"].to_numpy() - np.array(loop_gold)).max())
+        return float(np.abs(on_loop_items(frame) - loop_gold).max())
 
     def max_effect_diff(frame) -> float:
         """Largest gap in effects (ablated minus baseline gold log-prob, per item) vs the loop;
-        rows are condition-major with the baseline first in both."""
-        def effects(gold) -> np.ndarray:
-            gold = np.asarray(gold).reshape(len(conditions), len(examples))
-            return gold[1:] - gold[0]
-        return float(np.abs(effects(frame["gold_logprob"]) - effects(loop_gold)).max())
+        the baseline is the first condition in both."""
+        ours = on_loop_items(frame)
+        return float(np.abs((ours[1:] - ours[0]) - (loop_gold[1:] - loop_gold[0])).max())
+
+    def speedup(seconds: float) -> float:
+        """Ablated examples per second over the loop's."""
+        return ablated / seconds / loop_per_s
 
     work = block_work(tokenizer, examples, conditions, layout)
     result = {
@@ -137,29 +167,31 @@ def main() -> None:
         "layered_work_fraction_of_full_pass": work["layered"] / work["full_pass"],
         "layered_work_fraction_of_prefix_cache": work["layered"] / work["prefix_cache"],
         "model": str(args.model_dir), "provider": runtime.provider, "threads": args.threads,
-        "examples": len(examples), "shots": args.shots, "demonstrations": args.demonstrations,
+        "cell": cell.columns(), "examples": len(examples), "loop_examples": len(loop_examples),
+        "demonstrations": settings["demonstrations"],
         "conditions": len(conditions), "layers": layers, "ablated_examples": ablated,
         "layered_seconds": layered_s, "layered_examples_per_s": ablated / layered_s,
-        "speedup_layered": loop_s / layered_s, "layered_gain_over_prefix_cache": cached_s / layered_s,
+        "speedup_layered": speedup(layered_s),
+        "layered_gain_over_prefix_cache": cached_s / layered_s,
         "max_abs_gold_logprob_diff_layered": max_diff(layered),
         "max_abs_effect_diff_layered": max_effect_diff(layered),
         "same_correct_layered_vs_full": bool((layered["correct"] == full["correct"]).all()),
         "prefix_cache_seconds": cached_s, "full_pass_seconds": full_s, "loop_seconds": loop_s,
         "prefix_cache_examples_per_s": ablated / cached_s,
-        "full_pass_examples_per_s": ablated / full_s, "loop_examples_per_s": ablated / loop_s,
-        "speedup": loop_s / cached_s, "speedup_full_pass": loop_s / full_s,
+        "full_pass_examples_per_s": ablated / full_s, "loop_examples_per_s": loop_per_s,
+        "speedup": speedup(cached_s), "speedup_full_pass": speedup(full_s),
         "prefix_cache_gain": full_s / cached_s, "target_speedup": 10.0,
         "max_abs_gold_logprob_diff": max_diff(cached),
         "max_abs_gold_logprob_diff_full_pass": max_diff(full),
         "same_correct_cache_vs_full": bool((cached["correct"] == full["correct"]).all()),
     }
     path = save(f"ablation_sweep-{runtime.device}", result)
-    print(f"layered {ablated / layered_s:.1f} ex/s ({loop_s / layered_s:.2f}x the loop), "
+    print(f"layered {ablated / layered_s:.1f} ex/s ({speedup(layered_s):.2f}x the loop), "
           f"max |Δ gold log-prob| {max_diff(layered):.2e}, |Δ effect| "
           f"{max_effect_diff(layered):.2e}; "
           f"prefix cache {ablated / cached_s:.1f} ex/s, full pass {ablated / full_s:.1f} ex/s, "
-          f"loop {ablated / loop_s:.1f} ex/s: {loop_s / cached_s:.2f}x (full pass "
-          f"{loop_s / full_s:.2f}x; target 10x), max |Δ gold log-prob| {max_diff(cached):.2e}"
+          f"loop {loop_per_s:.1f} ex/s: {speedup(cached_s):.2f}x (full pass "
+          f"{speedup(full_s):.2f}x; target 10x), max |Δ gold log-prob| {max_diff(cached):.2e}"
           f" -> {path}")
 
 

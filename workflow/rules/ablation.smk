@@ -19,6 +19,7 @@ rule ablation_shard:
     conda:
         "../../envs/inference.yaml"
     threads: RUNTIME["threads"]
+    priority: 10
     resources:
         mem_mb=6000,
         gpu=USES_GPU,
@@ -67,6 +68,7 @@ rule ablation_means:
     conda:
         "../../envs/inference.yaml"
     threads: RUNTIME["threads"]
+    priority: 50
     resources:
         mem_mb=4000,
     params:

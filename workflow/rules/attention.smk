@@ -15,6 +15,7 @@ rule export_attention:
     conda:
         "../../envs/inference.yaml"
     threads: RUNTIME["threads"]
+    priority: 90
     resources:
         mem_mb=8000,
     params:

@@ -12,6 +12,7 @@ rule export_onnx:
     conda:
         "../../envs/inference.yaml"
     threads: RUNTIME["threads"]
+    priority: 90
     resources:
         mem_mb=8000,
     params:
@@ -36,6 +37,7 @@ rule export_layered:
     conda:
         "../../envs/inference.yaml"
     threads: RUNTIME["threads"]
+    priority: 90
     resources:
         mem_mb=8000,
     params:

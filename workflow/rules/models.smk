@@ -8,7 +8,8 @@ checkpoint acquire_model:
         "results/benchmarks/acquire_model/{model}.tsv"
     conda:
         "../../envs/models.yaml"
-    threads: 2
+    threads: 1
+    priority: 100  # every model job waits for it: before any other job
     resources:
         mem_mb=6000,
     params:
