@@ -16,10 +16,10 @@ rule ablation_shard:
         f"logs/ablation/{CELL_PATTERN}/{{shard}}.log",
     benchmark:
         f"results/benchmarks/ablation_shard/{CELL_PATTERN}/{{shard}}.tsv"
+    priority: 10
     conda:
         "../../envs/inference.yaml"
     threads: RUNTIME["threads"]
-    priority: 10
     resources:
         mem_mb=6000,
         gpu=USES_GPU,
@@ -65,10 +65,10 @@ rule ablation_means:
         f"logs/ablation/{CELL_PATTERN}/head_means.log",
     benchmark:
         f"results/benchmarks/ablation_means/{CELL_PATTERN}/head_means.tsv"
+    priority: 50
     conda:
         "../../envs/inference.yaml"
     threads: RUNTIME["threads"]
-    priority: 50
     resources:
         mem_mb=4000,
     params:

@@ -12,10 +12,10 @@ rule export_attention:
         "logs/export_attention/{model}.log",
     benchmark:
         "results/benchmarks/export_attention/{model}.tsv"
+    priority: 90
     conda:
         "../../envs/inference.yaml"
     threads: RUNTIME["threads"]
-    priority: 90
     resources:
         mem_mb=8000,
     params:

@@ -336,8 +336,7 @@ def ablation_effect_tables():
 def compares_methods():
     """Whether some ablation cell is swept both ways (zero and mean)."""
     return any(
-        len(ablation_cell_methods(cell, ABLATION)) == len(ABLATION_PREFIX)
-        for cell in ABLATION["cells"]
+        len(ablation_cell_methods(cell, ABLATION)) == len(ABLATION_PREFIX) for cell in ABLATION["cells"]
     )
 
 

@@ -9,10 +9,10 @@ rule export_onnx:
         "logs/export_onnx/{model}.log",
     benchmark:
         "results/benchmarks/export_onnx/{model}.tsv"
+    priority: 90
     conda:
         "../../envs/inference.yaml"
     threads: RUNTIME["threads"]
-    priority: 90
     resources:
         mem_mb=8000,
     params:
@@ -34,10 +34,10 @@ rule export_layered:
         "logs/export_layered/{model}.log",
     benchmark:
         "results/benchmarks/export_layered/{model}.tsv"
+    priority: 90
     conda:
         "../../envs/inference.yaml"
     threads: RUNTIME["threads"]
-    priority: 90
     resources:
         mem_mb=8000,
     params:

@@ -6,10 +6,10 @@ checkpoint acquire_model:
         "logs/acquire_model/{model}.log",
     benchmark:
         "results/benchmarks/acquire_model/{model}.tsv"
+    priority: 100  # every model job waits for it: before any other job
     conda:
         "../../envs/models.yaml"
     threads: 1
-    priority: 100  # every model job waits for it: before any other job
     resources:
         mem_mb=6000,
     params:
