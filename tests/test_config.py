@@ -227,15 +227,21 @@ def test_dry_run_of_every_preset_plans_without_a_gpu(tmp_path):
 
 
 def test_per_cell_methods_and_cpu_jobs_side_by_side(tmp_path):
-    """The default config sweeps its null cell by zero ablation only (no mean shards, no head
-    means for it); on a machine without a CUDA device, `provider: auto` inference jobs take no
-    `gpu` slot, so the one-GPU limit of the default profile does not serialise them."""
+    """The default config with `methods: [zero, mean]` and its null cell on zero ablation only
+    sweeps no mean shards and no head means for that cell; on a machine without a CUDA device,
+    `provider: auto` inference jobs take no `gpu` slot, so the one-GPU limit of the default
+    profile does not serialise them."""
     card = tmp_path / "resources" / "models" / "smollm2-135m" / "model.json"
     card.parent.mkdir(parents=True)
     card.write_text(json.dumps({"layers": 30, "heads": 9, "head_dim": 64}))  # as if acquired
+    config = load("config.yaml")
+    config["ablation"]["methods"] = ["zero", "mean"]
+    config["ablation"]["cells"][1]["methods"] = ["zero"]
+    assert config["ablation"]["cells"][1]["variant"] == "arbitrary"
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     proc = subprocess.run(
         [sys.executable, "-m", "snakemake", "-n", "--cores", "2", "--configfile",
-         str(REPO / "config" / "config.yaml"), "--directory", str(tmp_path),
+         str(tmp_path / "config.yaml"), "--directory", str(tmp_path),
          "--workflow-profile", str(REPO / "workflow" / "profiles" / "default")],
         cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-800:]

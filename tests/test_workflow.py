@@ -318,7 +318,8 @@ def running_jobs(workdir: Path, rules: tuple[str, ...]) -> list[Path]:
         for log in (workdir / "logs" / rule_dir).rglob("*.log"):
             if log.stem == "effects":  # gathers shards: not inference
                 continue
-            rel = log.relative_to(workdir / "logs" / rule_dir).with_suffix(".parquet")
+            suffix = ".npz" if log.stem == "head_means" else ".parquet"
+            rel = log.relative_to(workdir / "logs" / rule_dir).with_suffix(suffix)
             output = workdir / "results" / ("samples" if rule_dir == "run_icl" else rule_dir) / rel
             if not output.exists():
                 started.append(output)
@@ -342,6 +343,12 @@ def test_killed_run_resumes_to_what_an_uninterrupted_run_writes(killed_run, tmp_
     proc = snakemake(workdir, *targets)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for target in targets:
+        if target.endswith(".npz"):  # a zip archive stamps its members' write times
+            with np.load(workdir / target) as fresh, np.load(run_dir / target) as resumed:
+                assert sorted(fresh.files) == sorted(resumed.files), target
+                for name in fresh.files:
+                    np.testing.assert_array_equal(fresh[name], resumed[name], err_msg=target)
+            continue
         assert (workdir / target).read_bytes() == (run_dir / target).read_bytes(), target
 
 

@@ -173,7 +173,9 @@ def create_runtime(onnx_path: str | Path, provider: str = "auto", threads: int =
     options = ort.SessionOptions()
     options.intra_op_num_threads = max(1, int(threads))
     options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Basic fusions only: on these transformer graphs the extended/layout passes cost seconds
+    # per session and ran slower on CPU (benchmarks/README.md, 'ORT optimisation level').
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     if not spin:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     want_cuda = provider == "cuda" or (
