@@ -6,7 +6,6 @@ log = route_to_log(sm)
 
 from iclab.cells import Cell
 from iclab.io import read_json, write_json, write_table
-from iclab.metrics import CHOICE_SCORINGS
 from iclab.models import saved_model_info
 from iclab.provenance import config_hash, machine, package_versions
 from iclab.runtime import batching, create_runtime
@@ -24,8 +23,8 @@ write_table(sm.output.samples, samples)
 write_json(sm.output.meta, {
     **cell.columns(),
     "n_examples": len(samples), "accuracy": float(samples["correct"].mean()),
-    **{f"choice_accuracy{s}": float(samples[f"choice_correct{s}"].mean())
-       for s in CHOICE_SCORINGS if f"choice_correct{s}" in samples},
+    **{column.replace("choice_correct", "choice_accuracy"): float(samples[column].mean())
+       for column in samples if column.startswith("choice_correct")},
     "provider": runtime.provider, "fp16": runtime.fp16, "provider_requested": runtime_cfg["provider"],
     "model_sha256": card["sha256"], "onnx_sha256": read_json(sm.input.parity)["onnx_sha256"],
     "config_sha256": config_hash(dict(sm.config)), "packages": package_versions(),

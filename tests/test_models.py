@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -14,6 +16,7 @@ from iclab.models import (
     check_special_tokens,
     head_layout,
     load_saved,
+    load_tokenizer,
     random_model,
 )
 
@@ -28,6 +31,35 @@ def test_random_model_roundtrip(tmp_path):
     for (name, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items()):
         assert torch.equal(a, b), name
     assert tokenizer.decode(tokenizer("Input: a, b\n").input_ids) == "Input: a, b\n"
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_tokenizer_loads_as_autotokenizer_would_without_torch(tmp_path, arch):
+    from transformers import AutoTokenizer
+
+    acquire("t", {"source": "random", "arch": arch, "seed": 0, "n_layers": 1, "n_heads": 2,
+                  "hidden_size": 16}, tmp_path / "t", tmp_path / "dl")
+    fast, auto = load_tokenizer(tmp_path / "t"), AutoTokenizer.from_pretrained(tmp_path / "t")
+    assert type(fast) is type(auto)
+    text = "Input: Zürich, 1 March 2021\nOutput: a b\n\n"
+    for special in (True, False):
+        assert fast(text, add_special_tokens=special).input_ids == auto(
+            text, add_special_tokens=special).input_ids
+    assert (fast.bos_token_id, fast.eos_token_id, fast.pad_token_id, fast.padding_side) == (
+        auto.bos_token_id, auto.eos_token_id, auto.pad_token_id, auto.padding_side)
+    probe = ("import sys; from iclab.models import load_tokenizer; "
+             f"load_tokenizer({str(tmp_path / 't')!r}); print('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True).stdout.strip() == "False"
+
+
+def test_tokenizer_of_a_specific_class_goes_through_autotokenizer(tmp_path):
+    acquire("t", {"source": "random", "arch": "gpt2", "seed": 0, "n_layers": 1, "n_heads": 2,
+                  "hidden_size": 16}, tmp_path / "t", tmp_path / "dl")
+    config_path = tmp_path / "t" / "tokenizer_config.json"
+    config = json.loads(config_path.read_text())
+    config_path.write_text(json.dumps({**config, "tokenizer_class": "GPT2Tokenizer"}))
+    assert type(load_tokenizer(tmp_path / "t")).__name__ == "GPT2Tokenizer"
 
 
 def test_swapped_bos_eos_are_fixed():

@@ -208,14 +208,30 @@ def test_stop_merged_into_the_answer(tokenizer):
     assert encode(Merging(), "Output:", " 01").greedy_ids == tokenizer(" 01\n").input_ids
 
 
-def test_candidate_scores_match_pytorch(tiny, tokenizer):
+@pytest.mark.parametrize("demonstrations", ["per_item", "shared"])
+def test_candidate_scores_match_pytorch(tiny, tokenizer, monkeypatch, demonstrations):
     """Every candidate's log P(" label" | prompt), and after the content-free prompt, equals a
-    direct PyTorch computation; summed, length-normalised and calibrated predictions by hand."""
+    direct PyTorch computation; summed, length-normalised and calibrated predictions by hand.
+    With shared demonstrations the content-free prompt is one: its candidates run once."""
+    import iclab.scoring
+
     _, model, path = tiny
     runtime = create_runtime(path, "cpu", 1, token_budget=4096, max_batch=8)
-    examples = build_examples("remap", 3, 3, seed=0, variant="symbols")
+    examples = build_examples("remap", 3, 3, seed=0, variant="symbols",
+                              demonstrations=demonstrations)
+    row_counts = []
+
+    def counting(runtime, encoded, *args, **kwargs):
+        row_counts.append(len(encoded))
+        return teacher_forced_caches(runtime, encoded, *args, **kwargs)
+
+    monkeypatch.setattr(iclab.scoring, "teacher_forced_caches", counting)
     rows = score_examples(runtime, tokenizer, examples, head_layout(model.config),
                           temperature=0.5, progress=False)
+    n_choices = sum(len(ex.choices) for ex in examples)
+    n_free = len({(ex.content_free_prompt, c) for ex in examples for c in ex.choices})
+    assert n_free == (len(examples[0].choices) if demonstrations == "shared" else n_choices)
+    assert row_counts == [n_choices + n_free]
     for ex, row in zip(examples, rows.itertuples()):
         assert row.content_free_prompt == ex.content_free_prompt
         assert ex.content_free_prompt.endswith("Input: N/A\nOutput:")

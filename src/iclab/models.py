@@ -282,19 +282,36 @@ def save_model(name: str, spec: dict, model, tokenizer, out_dir: Path, fixes: li
 def load_saved(model_dir: str | Path, attn_implementation: str = "eager"):
     """Load a model saved by `acquire` (fp32, eval mode) and its tokenizer."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(
         model_dir, dtype=torch.float32, use_safetensors=True,
         attn_implementation=attn_implementation)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    return model.eval(), tokenizer
+    return model.eval(), load_tokenizer(model_dir)
+
+
+#: Tokenizer classes AutoTokenizer resolves to the generic tokenizers backend (every model
+#: `acquire` saves in this transformers release): loaded directly, they skip AutoTokenizer's
+#: import of torch, ~3 s of every inference job's start.
+GENERIC_TOKENIZER_CLASSES = frozenset({"TokenizersBackend", "PreTrainedTokenizerFast"})
+
+
+def load_tokenizer(model_dir: str | Path):
+    """The tokenizer saved in `model_dir`: the class AutoTokenizer would pick, without torch
+    where that class is the generic fast tokenizer."""
+    config_path = Path(model_dir) / "tokenizer_config.json"
+    declared = read_json(config_path).get("tokenizer_class") if config_path.exists() else None
+    if declared in GENERIC_TOKENIZER_CLASSES:
+        from transformers import PreTrainedTokenizerFast
+
+        return PreTrainedTokenizerFast.from_pretrained(model_dir)
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(model_dir)
 
 
 def saved_model_info(card_path: str | Path):
     """`(card, HeadLayout, tokenizer)` of a model saved by `acquire_model` (weights not loaded)."""
-    from transformers import AutoTokenizer
-
     card = read_json(card_path)
     layout = HeadLayout(card["layers"], card["heads"], card["head_dim"])
-    return card, layout, AutoTokenizer.from_pretrained(Path(card_path).parent)
+    return card, layout, load_tokenizer(Path(card_path).parent)

@@ -386,10 +386,12 @@ def score_examples(runtime: Runtime, tokenizer, examples: Sequence[Example], lay
                 gold_row.append(len(encoded))
             encoded.append(encode(tokenizer, ex.prompt, PROMPT.answer(answer)))
             owner.append(i)
-    # Calibration rows: every candidate after the content-free prompt (no stop to check).
-    free_owner = [i for i, ex in enumerate(examples) for _ in ex.choices]
-    free = [encode(tokenizer, ex.content_free_prompt, PROMPT.answer(c), stop="")
-            for ex in examples for c in ex.choices]
+    # Calibration rows: every candidate after the content-free prompt (no stop to check), once
+    # per distinct pair: with shared demonstrations every item has the same content-free prompt.
+    free_pairs = list(dict.fromkeys((ex.content_free_prompt, c)
+                                    for ex in examples for c in ex.choices))
+    free_row = {pair: len(encoded) + j for j, pair in enumerate(free_pairs)}
+    free = [encode(tokenizer, prompt, PROMPT.answer(c), stop="") for prompt, c in free_pairs]
     scored, caches = teacher_forced_caches(runtime, encoded + free, layout,
                                            pad_token_id(tokenizer), gold_row, progress=progress)
     gold = scored.iloc[gold_row].reset_index(drop=True)
@@ -417,11 +419,11 @@ def score_examples(runtime: Runtime, tokenizer, examples: Sequence[Example], lay
     })
     if any(ex.choices for ex in examples):
         logprobs = scored["gold_logprob"].to_numpy()
-        scores, free_scores = [[] for _ in examples], [[] for _ in examples]
+        scores = [[] for _ in examples]
         for row, i in enumerate(owner):
             scores[i].append(float(logprobs[row]))
-        for row, i in enumerate(free_owner, start=len(encoded)):
-            free_scores[i].append(float(logprobs[row]))
+        free_scores = [[float(logprobs[free_row[ex.content_free_prompt, c]]) for c in ex.choices]
+                       for ex in examples]
         for column, values in choice_columns(examples, scores, free_scores, temperature).items():
             frame[column] = values
     frame["provider"] = runtime.provider
