@@ -5,7 +5,8 @@ memory in MB) from the last `make run` and writes benchmarks/results/pipeline.js
 jobs, summed and longest job seconds, share of all job seconds and largest max_rss; the rule that
 dominates; peak memory; the summed job seconds; and, given `--wall-seconds` (the whole run's wall
 time; `make run` writes it to {root}/wall_seconds), the mean number of jobs running at once
-(summed job seconds / wall seconds).
+(summed job seconds / wall seconds). Beside them, the items each ablation cell of that run
+scored (read from its baseline sweep), the sample size the wall time bought.
 
     python benchmarks/pipeline_summary.py [--root results/benchmarks] [--wall-seconds 1260]
 """
@@ -34,6 +35,13 @@ def read_jobs(root: Path) -> pd.DataFrame:
         rows.append({"rule": relative.parts[0], "job": str(relative.with_suffix("")),
                      "seconds": float(table["s"].sum()), "max_rss_mb": table["max_rss"].max()})
     return pd.DataFrame(rows, columns=["rule", "job", "seconds", "max_rss_mb"])
+
+
+def ablation_items(results: Path) -> dict[str, int]:
+    """Scored items per ablation cell (`model/task/variant/shots_seed`) of the run in `results`."""
+    root = results / "ablation"
+    return {str(path.parent.relative_to(root)): int(pd.read_parquet(path)["item"].nunique())
+            for path in sorted(root.glob("*/*/*/*/baseline.parquet"))}
 
 
 def summarise(jobs: pd.DataFrame, wall_seconds: float | None) -> dict:
@@ -97,8 +105,10 @@ def main() -> None:
     if jobs.empty:
         sys.exit(f"no Snakemake benchmark files (*.tsv) under {args.root}: run `make run` first")
     summary = summarise(jobs, args.wall_seconds)
-    path = save("pipeline", {"root": str(args.root), **summary})
+    items = ablation_items(args.root.parent)
+    path = save("pipeline", {"root": str(args.root), **summary, "ablation_scored_items": items})
     print(table(summary))
+    print("ablation items scored per cell:", items or "none")
     print(f"-> {path}")
 
 
