@@ -5,8 +5,9 @@ memory in MB) from the last `make run` and writes benchmarks/results/pipeline.js
 jobs, summed and longest job seconds, share of all job seconds and largest max_rss; the rule that
 dominates; peak memory; the summed job seconds; and, given `--wall-seconds` (the whole run's wall
 time; `make run` writes it to {root}/wall_seconds), the mean number of jobs running at once
-(summed job seconds / wall seconds). Beside them, the items each ablation cell of that run
-scored (read from its baseline sweep), the sample size the wall time bought.
+(summed job seconds / wall seconds). Beside them, the items each ablation cell in `results/`
+scored (read from its baseline sweep): the sample size the wall time bought, when `results/`
+held only that run.
 
     python benchmarks/pipeline_summary.py [--root results/benchmarks] [--wall-seconds 1260]
 """
@@ -38,7 +39,7 @@ def read_jobs(root: Path) -> pd.DataFrame:
 
 
 def ablation_items(results: Path) -> dict[str, int]:
-    """Scored items per ablation cell (`model/task/variant/shots_seed`) of the run in `results`."""
+    """Scored items per ablation cell (`model/task/variant/shots_seed`) found in `results`."""
     root = results / "ablation"
     return {str(path.parent.relative_to(root)): int(pd.read_parquet(path)["item"].nunique())
             for path in sorted(root.glob("*/*/*/*/baseline.parquet"))}

@@ -297,8 +297,9 @@ GENERIC_TOKENIZER_CLASSES = frozenset({"TokenizersBackend", "PreTrainedTokenizer
 
 
 def load_tokenizer(model_dir: str | Path):
-    """The tokenizer saved in `model_dir`: the class AutoTokenizer would pick, without torch
-    where that class is the generic fast tokenizer."""
+    """The tokenizer saved in `model_dir`. A declared generic fast class (what `acquire` saves
+    from every source here) loads directly: AutoTokenizer gives the same class (tested) but
+    imports torch. Any other declared class goes through AutoTokenizer."""
     config_path = Path(model_dir) / "tokenizer_config.json"
     declared = read_json(config_path).get("tokenizer_class") if config_path.exists() else None
     if declared in GENERIC_TOKENIZER_CLASSES:
