@@ -290,9 +290,7 @@ def load_saved(model_dir: str | Path, attn_implementation: str = "eager"):
     return model.eval(), load_tokenizer(model_dir)
 
 
-#: Tokenizer classes AutoTokenizer resolves to the generic tokenizers backend (every model
-#: `acquire` saves in this transformers release): loaded directly, they skip AutoTokenizer's
-#: import of torch, ~3 s of every inference job's start.
+#: Declared tokenizer classes that are the generic fast tokenizer (one class in transformers 5).
 GENERIC_TOKENIZER_CLASSES = frozenset({"TokenizersBackend", "PreTrainedTokenizerFast"})
 
 
